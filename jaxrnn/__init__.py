@@ -1,0 +1,25 @@
+"""jaxrnn: recurrent cells as pure JAX functions.
+
+Dimension letters used throughout: ``T`` time, ``B`` (or ``*batch``) batch axes,
+``d`` input features, ``h`` hidden units. Sequences are time-major,
+``xs (T, *batch, d)``; one step's input is ``x (*batch, d)``. Weights multiply
+on the right (``x @ w_x``), gates are fused along the last axis.
+
+A step is ``step(params, carry, x) -> (carry, y)``, ready for ``jax.lax.scan``.
+"""
+
+from jaxrnn import interop as interop
+from jaxrnn._carry import initial_carry as initial_carry
+from jaxrnn._gru import GRUParams as GRUParams
+from jaxrnn._gru import gru_init as gru_init
+from jaxrnn._gru import gru_step as gru_step
+from jaxrnn._lstm import LSTMParams as LSTMParams
+from jaxrnn._lstm import LSTMState as LSTMState
+from jaxrnn._lstm import lstm_init as lstm_init
+from jaxrnn._lstm import lstm_step as lstm_step
+from jaxrnn._rnn import RNNParams as RNNParams
+from jaxrnn._rnn import rnn_init as rnn_init
+from jaxrnn._rnn import rnn_step as rnn_step
+from jaxrnn._scan import scan as scan
+
+__version__ = "0.1.0"

@@ -1,0 +1,108 @@
+"""The gated recurrent unit (Cho et al. 2014), in both reset placements."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn import _checks, _initializers
+from jaxrnn._carry import initial_carry, zeros_hidden
+from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
+
+
+@pytree_dataclass
+class GRUParams(FusedGates):
+    """Parameters of a GRU cell, gates fused along the last axis in the order r, z, n.
+
+    The order is PyTorch's: ``w_x = weight_ih.T``, ``w_h = weight_hh.T``,
+    ``b_x = bias_ih``, ``b_h = bias_hh``. The two biases stay separate because
+    with ``reset_after=True`` the reset gate multiplies ``b_hn`` but not ``b_xn``.
+
+    Attributes:
+        w_x: input weights, shape ``(d, 3h)``.
+        w_h: recurrent weights, shape ``(h, 3h)``.
+        b_x: input bias, shape ``(3h,)``.
+        b_h: recurrent bias, shape ``(3h,)``.
+        reset_after: where the reset gate applies (see :func:`gru_step`); static.
+    """
+
+    w_x: jax.Array
+    w_h: jax.Array
+    b_x: jax.Array
+    b_h: jax.Array
+    reset_after: bool = static(False)
+
+    def __post_init__(self):
+        if not isinstance(self.reset_after, bool):
+            raise TypeError(f"reset_after: expected a bool, got {self.reset_after!r}")
+
+
+def gru_init(key, input_size: int, hidden_size: int, *, reset_after=False, dtype=jnp.float32):
+    """Initialises a GRU cell; ``reset_after=True`` gives the PyTorch/cuDNN/Keras form.
+
+    Example:
+        >>> import jax, jaxrnn
+        >>> p = jaxrnn.gru_init(jax.random.key(0), 3, 5, reset_after=True)
+        >>> p.w_x.shape, p.w_h.shape, p.b_x.shape, p.reset_after
+        ((3, 15), (5, 15), (15,), True)
+    """
+    _initializers.check_sizes(input_size, hidden_size)
+    kx, kh = jax.random.split(key)
+    return GRUParams(
+        w_x=_initializers.input_weights(kx, input_size, hidden_size, 3, dtype),
+        w_h=_initializers.recurrent_weights(kh, hidden_size, 3, dtype),
+        b_x=jnp.zeros((3 * hidden_size,), dtype),
+        b_h=jnp.zeros((3 * hidden_size,), dtype),
+        reset_after=reset_after,
+    )
+
+
+def gru_step(params: GRUParams, carry: jax.Array, x: jax.Array):
+    r"""One step of the GRU.
+
+    .. math::
+        R_t &= \sigma(X_t W_{xr} + b_{xr} + H_{t-1} W_{hr} + b_{hr}) \\
+        Z_t &= \sigma(X_t W_{xz} + b_{xz} + H_{t-1} W_{hz} + b_{hz}) \\
+        \tilde H_t &= \tanh(X_t W_{xn} + b_{xn} + (R_t \odot H_{t-1}) W_{hn} + b_{hn})
+            && \text{reset\_after=False (Cho et al. 2014, the default)} \\
+        \tilde H_t &= \tanh(X_t W_{xn} + b_{xn} + R_t \odot (H_{t-1} W_{hn} + b_{hn}))
+            && \text{reset\_after=True (PyTorch, cuDNN, Keras)} \\
+        H_t &= Z_t \odot H_{t-1} + (1 - Z_t) \odot \tilde H_t
+
+    Args:
+        params: a :class:`GRUParams`.
+        carry: ``H_{t-1}``, shape ``(*batch, h)``.
+        x: ``X_t``, shape ``(*batch, d)``.
+
+    Returns:
+        ``(H_t, H_t)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.gru_init(jax.random.key(0), 3, 5)
+        >>> h, y = jaxrnn.gru_step(p, jnp.zeros((2, 5)), jnp.ones((2, 3)))
+        >>> y.shape
+        (2, 5)
+    """
+    x = _checks.check_step_args(
+        x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
+    )
+    n = params.hidden_size
+    gx = x @ params.w_x + bias(params.b_x, x)
+    if params.reset_after:
+        gh = carry @ params.w_h + bias(params.b_h, x)
+        r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n]), 2, axis=-1)
+        candidate = jnp.tanh(gx[..., 2 * n :] + r * gh[..., 2 * n :])
+    else:
+        gh = carry @ params.w_h[:, : 2 * n] + bias(params.b_h[: 2 * n], x)
+        r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh), 2, axis=-1)
+        candidate = jnp.tanh(
+            gx[..., 2 * n :] + (r * carry) @ params.w_h[:, 2 * n :] + bias(params.b_h[2 * n :], x)
+        )
+    h = z * carry + (1 - z) * candidate
+    return h, h
+
+
+@initial_carry.register
+def _(params: GRUParams, batch_shape=()):
+    return zeros_hidden(params, batch_shape)

@@ -1,0 +1,38 @@
+"""Weight initialisation shared by the built-in cells.
+
+* Input weights ``w_x (d, G*h)``: LeCun normal (truncated normal with variance
+  ``1/d``), i.e. scaled by fan-in so that every gate's pre-activation starts
+  with unit variance for unit-variance inputs.
+* Recurrent weights ``w_h (h, G*h)``: one independent orthogonal ``(h, h)``
+  block per gate (Saxe et al. 2014), so repeated multiplication by each block
+  neither shrinks nor grows the hidden state at initialisation.
+* Biases: zero (the LSTM sets its forget-gate block separately).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def check_sizes(input_size: int, hidden_size: int) -> None:
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+
+
+def _working(dtype):
+    # Draw in at least float32 (QR has no bfloat16 kernel), then cast.
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def input_weights(key, input_size: int, hidden_size: int, gates: int, dtype):
+    init = jax.nn.initializers.lecun_normal(in_axis=0, out_axis=1)
+    return init(key, (input_size, gates * hidden_size), _working(dtype)).astype(dtype)
+
+
+def recurrent_weights(key, hidden_size: int, gates: int, dtype):
+    init = jax.nn.initializers.orthogonal()
+    shape = (hidden_size, hidden_size)
+    blocks = [init(k, shape, _working(dtype)) for k in jax.random.split(key, gates)]
+    return jnp.concatenate(blocks, axis=-1).astype(dtype)

@@ -1,0 +1,112 @@
+"""The long short-term memory cell (Hochreiter & Schmidhuber 1997), no peepholes."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn import _checks, _initializers
+from jaxrnn._carry import initial_carry, zeros_hidden
+from jaxrnn._pytree import FusedGates, bias, pytree_dataclass
+
+
+class LSTMState(NamedTuple):
+    """The LSTM carry. Both fields have shape ``(*batch, h)``."""
+
+    h: jax.Array  # hidden state H_t, also the output
+    c: jax.Array  # memory cell C_t
+
+
+@pytree_dataclass
+class LSTMParams(FusedGates):
+    """Parameters of an LSTM cell, gates fused along the last axis in the order i, f, g, o.
+
+    The order is PyTorch's, so ``w_x`` is ``weight_ih.T`` and ``w_h`` is
+    ``weight_hh.T``; ``g`` is the candidate cell :math:`\\tilde C`.
+
+    Attributes:
+        w_x: input weights, shape ``(d, 4h)``.
+        w_h: recurrent weights, shape ``(h, 4h)``.
+        b: bias, shape ``(4h,)``. PyTorch's two biases ``b_ih + b_hh`` sum into it.
+    """
+
+    w_x: jax.Array
+    w_h: jax.Array
+    b: jax.Array
+
+
+def lstm_init(key, input_size: int, hidden_size: int, *, forget_bias=1.0, dtype=jnp.float32):
+    """Initialises an LSTM cell.
+
+    The forget-gate bias starts at ``forget_bias`` (1.0, following Gers et al.
+    2000 and Jozefowicz et al. 2015) so the cell remembers by default; PyTorch
+    starts it at 0 (uniform), Flax and Keras at 1. All other biases are zero.
+
+    Example:
+        >>> import jax, jaxrnn
+        >>> p = jaxrnn.lstm_init(jax.random.key(0), 3, 5)
+        >>> p.w_x.shape, p.w_h.shape, p.b.shape
+        ((3, 20), (5, 20), (20,))
+        >>> float(p.b[5:10].mean())  # the f block
+        1.0
+    """
+    _initializers.check_sizes(input_size, hidden_size)
+    kx, kh = jax.random.split(key)
+    b = jnp.zeros((4, hidden_size), dtype).at[1].set(forget_bias).reshape(-1)
+    return LSTMParams(
+        w_x=_initializers.input_weights(kx, input_size, hidden_size, 4, dtype),
+        w_h=_initializers.recurrent_weights(kh, hidden_size, 4, dtype),
+        b=b,
+    )
+
+
+def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array):
+    r"""One step of the LSTM.
+
+    .. math::
+        I_t &= \sigma(X_t W_{xi} + H_{t-1} W_{hi} + b_i) \\
+        F_t &= \sigma(X_t W_{xf} + H_{t-1} W_{hf} + b_f) \\
+        \tilde C_t &= \tanh(X_t W_{xc} + H_{t-1} W_{hc} + b_c) \\
+        O_t &= \sigma(X_t W_{xo} + H_{t-1} W_{ho} + b_o) \\
+        C_t &= F_t \odot C_{t-1} + I_t \odot \tilde C_t \\
+        H_t &= O_t \odot \tanh(C_t)
+
+    Args:
+        params: an :class:`LSTMParams`.
+        carry: an :class:`LSTMState` ``(h, c)``, each ``(*batch, h)``.
+        x: ``X_t``, shape ``(*batch, d)``.
+
+    Returns:
+        ``(LSTMState(H_t, C_t), H_t)``.
+
+    Example:
+        >>> import functools, jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.lstm_init(jax.random.key(0), 3, 5)
+        >>> xs = jnp.ones((7, 2, 3))  # (T, B, d)
+        >>> carry = jaxrnn.initial_carry(p, batch_shape=(2,))
+        >>> carry, ys = jax.lax.scan(functools.partial(jaxrnn.lstm_step, p), carry, xs)
+        >>> ys.shape
+        (7, 2, 5)
+    """
+    if not isinstance(carry, LSTMState):
+        raise TypeError(f"carry: expected a jaxrnn.LSTMState(h, c), got {type(carry).__name__}")
+    x = _checks.check_step_args(
+        x,
+        {"carry.h": carry.h, "carry.c": carry.c},
+        params.input_size,
+        params.hidden_size,
+        params.w_h.dtype,
+    )
+    gates = x @ params.w_x + carry.h @ params.w_h + bias(params.b, x)
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return LSTMState(h=h, c=c), h
+
+
+@initial_carry.register
+def _(params: LSTMParams, batch_shape=()):
+    zeros = zeros_hidden(params, batch_shape)
+    return LSTMState(h=zeros, c=zeros)

@@ -104,7 +104,9 @@ def scan(
         resets = jnp.asarray(resets)
         if resets.dtype != jnp.bool_:
             raise TypeError(f"resets: expected a bool array, got dtype {resets.dtype}")
-        _checks.check_shape(resets, (length, *batch), "resets", f"the (T, *batch) axes of xs {xs.shape}")
+        _checks.check_shape(
+            resets, (length, *batch), "resets", f"the (T, *batch) axes of xs {xs.shape}"
+        )
         _check_batch_leading(carry, batch, "carry", "resets")
 
     carry0 = carry

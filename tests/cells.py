@@ -41,5 +41,6 @@ def random_carry(params, key, batch):
     leaves, tree = jax.tree.flatten(zeros)
     keys = jax.random.split(key, len(leaves))
     return jax.tree.unflatten(
-        tree, [0.5 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys, strict=True)]
+        tree,
+        [0.5 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys, strict=True)],
     )

@@ -40,9 +40,13 @@ def test_lax_scan_matches_numpy_loop(name):
     carry, ys = jax.jit(lambda c, xs: jax.lax.scan(functools.partial(step, params), c, xs))(
         carry, xs
     )
-    want_carry, want_ys = reference.run(ref, params, numpy_carry(jaxrnn.initial_carry(params, (2,))), np.asarray(xs))
+    _want_carry, want_ys = reference.run(
+        ref, params, numpy_carry(jaxrnn.initial_carry(params, (2,))), np.asarray(xs)
+    )
     np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(jax.tree.leaves(carry)[0], np.asarray(want_ys[-1]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        jax.tree.leaves(carry)[0], np.asarray(want_ys[-1]), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -56,7 +60,9 @@ def test_vmap_over_sequences_equals_batched_call(name):
     carry_v, ys_v = jax.vmap(one)(xs)
     carry_b, ys_b = jaxrnn.scan(step, params, jnp.swapaxes(xs, 0, 1))
     np.testing.assert_allclose(ys_v, jnp.swapaxes(ys_b, 0, 1), rtol=1e-6, atol=1e-6)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), carry_v, carry_b)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), carry_v, carry_b
+    )
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -68,7 +74,9 @@ def test_bfloat16_in_bfloat16_out(name):
     carry, ys = jax.jit(functools.partial(jaxrnn.scan, step))(params, xs)
     assert ys.dtype == jnp.bfloat16
     assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(carry))
-    _, want = reference.run(ref, params, numpy_carry(jaxrnn.initial_carry(params, (2,))), np.asarray(xs, np.float32))
+    _, want = reference.run(
+        ref, params, numpy_carry(jaxrnn.initial_carry(params, (2,))), np.asarray(xs, np.float32)
+    )
     np.testing.assert_allclose(np.asarray(ys, np.float32), want, atol=0.06)
 
 
@@ -76,7 +84,7 @@ def test_bfloat16_in_bfloat16_out(name):
 def test_long_sequences_with_large_inputs_stay_finite(name):
     params, step, _ = make(name, jax.random.key(9), D, H)
     xs = 100.0 * jax.random.normal(jax.random.key(10), (5000, 2, D))
-    carry, ys = jax.jit(functools.partial(jaxrnn.scan, step))(params, xs)
+    _carry, ys = jax.jit(functools.partial(jaxrnn.scan, step))(params, xs)
     assert bool(jnp.isfinite(ys).all())
     grads = jax.grad(lambda p: jaxrnn.scan(step, p, xs[:2000] / 100)[1].sum())(params)
     assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
@@ -101,7 +109,9 @@ def test_init_scheme(init, gates):
     biases = [a for a in jax.tree.leaves(params) if a.ndim == 1]
     if init is jaxrnn.lstm_init:
         (b,) = biases
-        np.testing.assert_array_equal(b.reshape(4, h), np.array([[0.0], [1.0], [0.0], [0.0]]) * np.ones(h))
+        np.testing.assert_array_equal(
+            b.reshape(4, h), np.array([[0.0], [1.0], [0.0], [0.0]]) * np.ones(h)
+        )
         b2 = jaxrnn.lstm_init(jax.random.key(11), d, h, forget_bias=0.0).b
         np.testing.assert_array_equal(b2, 0.0)
     else:

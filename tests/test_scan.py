@@ -64,7 +64,9 @@ def test_user_step_with_pytree_carry_and_output():
     tree_close(got, want)
     # With lengths, every output leaf is zeroed past the length and the carry stops there.
     lengths = jnp.array([7, 3])
-    (state, count), ys = jaxrnn.scan(leaky_step, params, xs, carry=leaky_carry((2,)), lengths=lengths)
+    (state, count), ys = jaxrnn.scan(
+        leaky_step, params, xs, carry=leaky_carry((2,)), lengths=lengths
+    )
     np.testing.assert_array_equal(count, [7.0, 3.0])
     np.testing.assert_array_equal(ys["norm"][3:, 1], 0.0)
     close(state[1], ys["state"][2, 1])
@@ -89,7 +91,9 @@ def test_lengths_with_two_batch_axes_equal_slicing(name, reverse):
             c0 = jax.tree.map(lambda a, i=i, j=j: a[i, j], carry0)
             seq = xs[:n, i, j]
             # The valid prefix alone, run forwards or backwards, outputs at their positions.
-            want_c, want_ys = jax.lax.scan(functools.partial(step, params), c0, seq, reverse=reverse)
+            want_c, want_ys = jax.lax.scan(
+                functools.partial(step, params), c0, seq, reverse=reverse
+            )
             tree_close(jax.tree.map(lambda a, i=i, j=j: a[i, j], carry), want_c)
             if n:
                 close(ys[:n, i, j], want_ys)
@@ -117,7 +121,9 @@ def test_resets_equal_separate_runs(name, reverse):
     resets = np.zeros((T, 2), bool)
     starts = [0, 4, 9] if not reverse else [3, 8, 11]  # first step processed in each episode
     resets[starts, 0] = True
-    carry, ys = jaxrnn.scan(step, params, xs, carry=carry0, resets=jnp.asarray(resets), reverse=reverse)
+    carry, ys = jaxrnn.scan(
+        step, params, xs, carry=carry0, resets=jnp.asarray(resets), reverse=reverse
+    )
     c0 = jax.tree.map(lambda a: a[0], carry0)
     pieces, c = [], None
     for lo, hi in [(0, 4), (4, 9), (9, 12)]:
@@ -218,8 +224,14 @@ def test_scan_gradients_match_finite_differences(name, remat, x64):
     def f(params, carry, xs):
         for reverse in (False, True):
             carry, xs_ = jaxrnn.scan(
-                step, params, xs, carry=carry, lengths=lengths, resets=resets,
-                reverse=reverse, remat=remat,
+                step,
+                params,
+                xs,
+                carry=carry,
+                lengths=lengths,
+                resets=resets,
+                reverse=reverse,
+                remat=remat,
             )
         return carry, xs_
 

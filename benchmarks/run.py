@@ -1,0 +1,425 @@
+"""Times jaxrnn against PyTorch, Flax, Haiku and Equinox; writes RESULTS.md and results.json.
+
+Run from the repository root::
+
+    python -m benchmarks.run            # the full suite (tens of minutes on 2 cores)
+    python -m benchmarks.run --quick    # one shape, few rounds, a smoke run
+
+Every implementation runs in this process. After compiling and warming up,
+each case runs in interleaved rounds (A B C ... A B C ...), so drift in machine
+load hits all of them alike, and the median per call is reported. PyTorch runs
+on as many threads as XLA's CPU client uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+import jaxrnn
+from benchmarks import peers
+
+SHAPES = {  # name -> (B, T, d = h)
+    "standard": (32, 128, 256),
+    "latency": (1, 512, 128),
+    "throughput": (128, 64, 512),
+}
+
+# Targets for jaxrnn, as speed ratios (> 1 is faster).
+TARGET_VS_PYTORCH = {"lstm": 1.0, "gru": 1.3, "rnn": 1.3}
+TARGET_VS_JAX_PEER = 1.2
+TARGET_REMAT_MEMORY = 0.25
+TARGET_REMAT_TIME = 1.5
+
+HERE = Path(__file__).resolve().parent
+
+
+def threads() -> int:
+    """The number of cores this process may use: XLA's CPU client sizes its pool by it."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version()}
+    for package in ("jax", "jaxlib", "jaxrnn", "torch", "flax", "dm-haiku", "equinox", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "cpu": cpu,
+        "cores": threads(),
+        "system": f"{platform.system()} {platform.release()}",
+        "jax_devices": [str(d) for d in jax.devices()],
+        "versions": versions,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _time_calls(run, reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        run()
+    return (time.perf_counter() - start) / reps
+
+
+def interleaved(runs: dict, rounds: int, min_time: float) -> dict:
+    """Median seconds per call of each ``runs[name]()``, timed in interleaved rounds."""
+    reps = {}
+    for name, run in runs.items():  # warm-up, and enough calls per sample to be measurable
+        run()
+        once = _time_calls(run, 1)
+        reps[name] = max(1, int(min_time / max(once, 1e-9)))
+    samples = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(rounds):
+        # Rotate the start so that no implementation always runs right after the same one.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            samples[name].append(_time_calls(runs[name], reps[name]))
+    return {
+        name: {"median_s": statistics.median(s), "samples_s": s, "reps": reps[name]}
+        for name, s in samples.items()
+    }
+
+
+def speed_case(cell, mode, shape, args) -> dict:
+    B, T, d = shape
+    cases, skipped = {}, {}
+    for name, build in peers.implementations(cell).items():
+        try:
+            case = build(mode, B, T, d, d)
+        except ImportError as e:
+            skipped[name] = f"not installed ({e.name})"
+            continue
+        if case is None:
+            skipped[name] = "no such cell"
+        else:
+            cases[name] = case
+    timing = interleaved({n: c.run for n, c in cases.items()}, args.rounds, args.min_time)
+    base = timing.get("pytorch", {}).get("median_s")
+    for name, t in timing.items():
+        t["compile_s"] = cases[name].compile_s
+        t["vs_pytorch"] = base / t["median_s"] if base else None
+    jax_peers = [n for n in timing if n not in ("pytorch", "jaxrnn")]
+    best = min(jax_peers, key=lambda n: timing[n]["median_s"]) if jax_peers else None
+    result = {
+        "cell": cell,
+        "mode": mode,
+        "B": B,
+        "T": T,
+        "d": d,
+        "h": d,
+        "timing": timing,
+        "skipped": skipped,
+        "best_jax_peer": best,
+        "vs_best_jax_peer": (timing[best]["median_s"] / timing["jaxrnn"]["median_s"])
+        if best
+        else None,
+    }
+    del cases
+    gc.collect()
+    return result
+
+
+def memory_case(T, args) -> dict:
+    """Peak memory and time of an LSTM training step, with and without remat."""
+    B, h = args.memory_batch, args.memory_hidden
+    out = {"cell": "lstm", "B": B, "T": T, "d": h, "h": h}
+    runs = {}
+    for remat in (False, True):
+        params = jaxrnn.lstm_init(jax.random.key(0), h, h)
+        xs = jax.random.normal(jax.random.key(1), (T, B, h))
+
+        def loss(p, xs, remat=remat):
+            return jnp.sum(jaxrnn.scan(jaxrnn.lstm_step, p, xs, remat=remat)[1])
+
+        compiled = jax.jit(jax.grad(loss)).lower(params, xs).compile()
+        stats = compiled.memory_analysis()
+        key = "remat" if remat else "plain"
+        out[key] = {
+            "temp_bytes": int(stats.temp_size_in_bytes),
+            "peak_bytes": int(
+                stats.temp_size_in_bytes
+                + stats.argument_size_in_bytes
+                + stats.output_size_in_bytes
+                - stats.alias_size_in_bytes
+            ),
+        }
+        runs[key] = lambda c=compiled, p=params, xs=xs: jax.block_until_ready(c(p, xs))
+    timing = interleaved(runs, args.memory_rounds, args.min_time)
+    for key in runs:
+        out[key]["median_s"] = timing[key]["median_s"]
+    out["memory_ratio"] = out["remat"]["peak_bytes"] / out["plain"]["peak_bytes"]
+    out["temp_ratio"] = out["remat"]["temp_bytes"] / max(out["plain"]["temp_bytes"], 1)
+    out["time_ratio"] = out["remat"]["median_s"] / out["plain"]["median_s"]
+    return out
+
+
+def _ms(s):
+    return f"{1e3 * s:.2f}" if s is not None else "—"
+
+
+def _x(r):
+    return f"{r:.2f}x" if r is not None else "—"
+
+
+def _mib(n):
+    return f"{n / 2**20:.1f}"
+
+
+def targets(results) -> list[dict]:
+    rows = []
+    for r in results["speed"]:
+        shape = f"{r['cell']} {r['mode']} B={r['B']} T={r['T']} h={r['h']}"
+        vs_pt = r["timing"]["jaxrnn"]["vs_pytorch"]
+        if vs_pt is not None:
+            goal = TARGET_VS_PYTORCH[r["cell"]]
+            rows.append(
+                {"case": shape, "what": f"≥ {goal}x PyTorch", "got": vs_pt, "met": vs_pt >= goal}
+            )
+        if r["vs_best_jax_peer"] is not None:
+            rows.append(
+                {
+                    "case": shape,
+                    "what": f"≥ {TARGET_VS_JAX_PEER}x best JAX peer ({r['best_jax_peer']})",
+                    "got": r["vs_best_jax_peer"],
+                    "met": r["vs_best_jax_peer"] >= TARGET_VS_JAX_PEER,
+                }
+            )
+    for m in results["memory"]:
+        shape = f"lstm train+remat B={m['B']} T={m['T']} h={m['h']}"
+        rows.append(
+            {
+                "case": shape,
+                "what": f"memory ≤ {TARGET_REMAT_MEMORY} of plain",
+                "got": m["memory_ratio"],
+                "met": m["memory_ratio"] <= TARGET_REMAT_MEMORY,
+            }
+        )
+        rows.append(
+            {
+                "case": shape,
+                "what": f"time ≤ {TARGET_REMAT_TIME}x plain",
+                "got": m["time_ratio"],
+                "met": m["time_ratio"] <= TARGET_REMAT_TIME,
+            }
+        )
+    return rows
+
+
+def markdown(results) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `python -m benchmarks.run`; see `benchmarks/README.md` for the method and"
+        " the notes on each target.",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['system']}; JAX devices:"
+        f" {', '.join(m['jax_devices'])}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"- Threads: XLA's CPU client and PyTorch (`torch.set_num_threads`) both use"
+        f" {results['threads']}",
+        f"- Date: {m['date']}; {results['rounds']} interleaved rounds per case after warm-up,"
+        " median per call",
+        "",
+        "Speed ratios are PyTorch's time (or the best JAX peer's) divided by jaxrnn's:"
+        " above 1 jaxrnn is faster. GRUs are the reset-after form in every library.",
+        "",
+    ]
+    for mode in peers.MODES:
+        rows = [r for r in results["speed"] if r["mode"] == mode]
+        if not rows:
+            continue
+        title = (
+            "Forward"
+            if mode == "forward"
+            else "Training (forward + gradient of sum(ys) w.r.t. all params)"
+        )
+        lines += [
+            f"## {title}: milliseconds per call (speed vs PyTorch)",
+            "",
+            "| cell | B | T | h | implementation | ms | vs PyTorch |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            for name, t in r["timing"].items():
+                shown = f"**{name}**" if name == "jaxrnn" else name
+                lines.append(
+                    f"| {r['cell']} | {r['B']} | {r['T']} | {r['h']} | {shown} | "
+                    f"{_ms(t['median_s'])} | {_x(t['vs_pytorch'])} |"
+                )
+            for name, why in r["skipped"].items():
+                lines.append(f"| {r['cell']} | {r['B']} | {r['T']} | {r['h']} | {name} | {why} | |")
+        lines.append("")
+    lines += [
+        "## jaxrnn against the others",
+        "",
+        "| cell | mode | B | T | h | vs PyTorch | best JAX peer | vs best JAX peer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["speed"]:
+        lines.append(
+            f"| {r['cell']} | {r['mode']} | {r['B']} | {r['T']} | {r['h']} | "
+            f"{_x(r['timing']['jaxrnn']['vs_pytorch'])} | {r['best_jax_peer'] or '—'} | "
+            f"{_x(r['vs_best_jax_peer'])} |"
+        )
+    lines += [
+        "",
+        "## Compile time (seconds, `jit(...).lower(...).compile()`)",
+        "",
+        "| cell | mode | B | T | h | " + " | ".join(_jax_names(results)) + " |",
+        "|---|---|---|---|---|" + "---|" * len(_jax_names(results)),
+    ]
+    for r in results["speed"]:
+        cells = []
+        for name in _jax_names(results):
+            c = r["timing"].get(name, {}).get("compile_s")
+            cells.append(f"{c:.2f}" if c is not None else "—")
+        lines.append(
+            f"| {r['cell']} | {r['mode']} | {r['B']} | {r['T']} | {r['h']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    if results["memory"]:
+        lines += [
+            "",
+            "## Memory of an LSTM training step, with and without `remat`",
+            "",
+            "Peak bytes XLA plans for the compiled step (arguments + outputs + temporaries),"
+            " from `compiled.memory_analysis()`; temporaries are what remat reduces.",
+            "",
+            "| B | T | h | plain MiB (temp) | remat MiB (temp) | memory ratio | plain ms |"
+            " remat ms | time ratio |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for mem in results["memory"]:
+            p, q = mem["plain"], mem["remat"]
+            lines.append(
+                f"| {mem['B']} | {mem['T']} | {mem['h']} | {_mib(p['peak_bytes'])}"
+                f" ({_mib(p['temp_bytes'])}) | {_mib(q['peak_bytes'])} ({_mib(q['temp_bytes'])})"
+                f" | {mem['memory_ratio']:.3f} | {_ms(p['median_s'])} | {_ms(q['median_s'])} |"
+                f" {mem['time_ratio']:.2f}x |"
+            )
+    lines += ["", "## Targets", "", "| case | target | measured | met |", "|---|---|---|---|"]
+    for t in results["targets"]:
+        got = f"{t['got']:.3f}" if "memory" in t["what"] else f"{t['got']:.2f}x"
+        lines.append(f"| {t['case']} | {t['what']} | {got} | {'yes' if t['met'] else '**no**'} |")
+    met = sum(t["met"] for t in results["targets"])
+    lines += ["", f"{met} of {len(results['targets'])} targets met.", ""]
+    for extra in results.get("extra_sections", []):
+        lines += [extra, ""]
+    return "\n".join(lines)
+
+
+def _jax_names(results):
+    names = []
+    for r in results["speed"]:
+        for n, t in r["timing"].items():
+            if t["compile_s"] is not None and n not in names:
+                names.append(n)
+    return names
+
+
+def parse_shape(text):
+    if text in SHAPES:
+        return text, SHAPES[text]
+    B, T, d = (int(v) for v in text.split(","))
+    return text, (B, T, d)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="standard shape only, 3 rounds")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=None,
+        help=f"shape names ({', '.join(SHAPES)}) or B,T,d triples; default all",
+    )
+    parser.add_argument("--cells", nargs="+", default=list(peers.CELLS), choices=peers.CELLS)
+    parser.add_argument("--modes", nargs="+", default=list(peers.MODES), choices=peers.MODES)
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
+    parser.add_argument("--min-time", type=float, default=0.2, help="seconds per sample")
+    parser.add_argument("--memory-T", type=int, nargs="*", default=None, help="default 2048 4096")
+    parser.add_argument("--memory-batch", type=int, default=16)
+    parser.add_argument("--memory-hidden", type=int, default=256)
+    parser.add_argument("--memory-rounds", type=int, default=3)
+    parser.add_argument("--out-dir", type=Path, default=HERE)
+    args = parser.parse_args(argv)
+    if args.shapes is None:
+        args.shapes = ["standard"] if args.quick else list(SHAPES)
+    if args.rounds is None:
+        args.rounds = 3 if args.quick else 7
+    if args.memory_T is None:
+        args.memory_T = [] if args.quick else [2048, 4096]
+
+    try:
+        import torch
+
+        torch.set_num_threads(threads())
+    except ImportError:
+        pass
+
+    results = {
+        "machine": machine(),
+        "threads": threads(),
+        "rounds": args.rounds,
+        "speed": [],
+        "memory": [],
+    }
+    for shape_name in args.shapes:
+        _, shape = parse_shape(shape_name)
+        for cell in args.cells:
+            for mode in args.modes:
+                r = speed_case(cell, mode, shape, args)
+                results["speed"].append(r)
+                print(
+                    f"{cell:4} {mode:7} B={shape[0]:<3} T={shape[1]:<4} d=h={shape[2]:<4} "
+                    + "  ".join(
+                        f"{n}: {_ms(t['median_s'])} ms ({_x(t['vs_pytorch'])})"
+                        for n, t in r["timing"].items()
+                    ),
+                    flush=True,
+                )
+    for T in args.memory_T:
+        mem = memory_case(T, args)
+        results["memory"].append(mem)
+        print(
+            f"memory lstm B={mem['B']} T={T} h={mem['h']}: remat/plain memory "
+            f"{mem['memory_ratio']:.3f}, time {mem['time_ratio']:.2f}x",
+            flush=True,
+        )
+    results["targets"] = targets(results)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out_dir / "RESULTS.md").write_text(markdown(results))
+    print(f"wrote {args.out_dir / 'RESULTS.md'} and results.json", file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()

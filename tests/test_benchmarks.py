@@ -1,0 +1,25 @@
+"""The benchmark suite runs end to end on a tiny shape (no timing is checked)."""
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+run = pytest.importorskip("benchmarks.run")
+
+
+def test_suite_runs_and_writes_results(tmp_path):
+    argv = ["--shapes", "2,3,4", "--rounds", "1", "--min-time", "0", "--out-dir", str(tmp_path)]
+    argv += ["--memory-T", "9", "--memory-batch", "2", "--memory-hidden", "4"]
+    argv += ["--memory-rounds", "1"]
+    run.main(argv)
+    results = json.loads((tmp_path / "results.json").read_text())
+    cases = {(r["cell"], r["mode"]) for r in results["speed"]}
+    assert cases == {(c, m) for c in ("rnn", "lstm", "gru") for m in ("forward", "train")}
+    for r in results["speed"]:
+        assert {"pytorch", "jaxrnn"} <= set(r["timing"])
+        assert r["timing"]["pytorch"]["vs_pytorch"] == 1.0
+    (memory,) = results["memory"]
+    assert memory["T"] == 9 and memory["remat"]["peak_bytes"] > 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Targets" in text and "jaxrnn" in text

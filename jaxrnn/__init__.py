@@ -10,6 +10,7 @@ A step is ``step(params, carry, x) -> (carry, y)``, ready for ``jax.lax.scan``.
 
 from jaxrnn import interop as interop
 from jaxrnn._carry import initial_carry as initial_carry
+from jaxrnn._diagnostics import hidden_grad_norms as hidden_grad_norms
 from jaxrnn._gru import GRUParams as GRUParams
 from jaxrnn._gru import gru_init as gru_init
 from jaxrnn._gru import gru_step as gru_step
@@ -21,5 +22,23 @@ from jaxrnn._rnn import RNNParams as RNNParams
 from jaxrnn._rnn import rnn_init as rnn_init
 from jaxrnn._rnn import rnn_step as rnn_step
 from jaxrnn._scan import scan as scan
+from jaxrnn._stack import stack_init as stack_init
+from jaxrnn._stack import stack_scan as stack_scan
 
 __version__ = "0.1.0"
+
+# Subpackages that need Flax (and their own dependencies) load on first access,
+# so that `import jaxrnn` stays light.
+_LAZY = ("nnx", "linen", "train")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"jaxrnn.{name}")
+    raise AttributeError(f"module 'jaxrnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -60,3 +60,12 @@ def check_step_args(x, hidden: dict, input_size: int, hidden_size: int, dtype):
         check_shape(value, expected, name, f"x's batch shape {tuple(x.shape[:-1])} + (hidden,)")
         check_dtype(value, dtype, name)
     return x
+
+
+def masked(h, mask):
+    """``h * mask``, or ``h`` when there is no mask; the mask must match ``h``."""
+    if mask is None:
+        return h
+    check_shape(mask, h.shape, "recurrent_mask", "the carry's hidden shape")
+    check_dtype(mask, h.dtype, "recurrent_mask", "the carry's dtype")
+    return h * mask

@@ -57,7 +57,7 @@ def gru_init(key, input_size: int, hidden_size: int, *, reset_after=False, dtype
     )
 
 
-def gru_step(params: GRUParams, carry: jax.Array, x: jax.Array):
+def gru_step(params: GRUParams, carry: jax.Array, x: jax.Array, *, recurrent_mask=None):
     r"""One step of the GRU.
 
     .. math::
@@ -73,6 +73,9 @@ def gru_step(params: GRUParams, carry: jax.Array, x: jax.Array):
         params: a :class:`GRUParams`.
         carry: ``H_{t-1}``, shape ``(*batch, h)``.
         x: ``X_t``, shape ``(*batch, d)``.
+        recurrent_mask: optional ``(*batch, h)`` multiplier on ``H_{t-1}`` where it
+            enters the recurrent matmuls (variational recurrent dropout); the
+            interpolation with ``Z_t`` uses the unmasked ``H_{t-1}``.
 
     Returns:
         ``(H_t, H_t)``.
@@ -88,16 +91,17 @@ def gru_step(params: GRUParams, carry: jax.Array, x: jax.Array):
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
     n = params.hidden_size
+    h_in = _checks.masked(carry, recurrent_mask)
     gx = x @ params.w_x + bias(params.b_x, x)
     if params.reset_after:
-        gh = carry @ params.w_h + bias(params.b_h, x)
+        gh = h_in @ params.w_h + bias(params.b_h, x)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n]), 2, axis=-1)
         candidate = jnp.tanh(gx[..., 2 * n :] + r * gh[..., 2 * n :])
     else:
-        gh = carry @ params.w_h[:, : 2 * n] + bias(params.b_h[: 2 * n], x)
+        gh = h_in @ params.w_h[:, : 2 * n] + bias(params.b_h[: 2 * n], x)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh), 2, axis=-1)
         candidate = jnp.tanh(
-            gx[..., 2 * n :] + (r * carry) @ params.w_h[:, 2 * n :] + bias(params.b_h[2 * n :], x)
+            gx[..., 2 * n :] + (r * h_in) @ params.w_h[:, 2 * n :] + bias(params.b_h[2 * n :], x)
         )
     h = z * carry + (1 - z) * candidate
     return h, h

@@ -62,7 +62,7 @@ def lstm_init(key, input_size: int, hidden_size: int, *, forget_bias=1.0, dtype=
     )
 
 
-def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array):
+def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_mask=None):
     r"""One step of the LSTM.
 
     .. math::
@@ -77,6 +77,8 @@ def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array):
         params: an :class:`LSTMParams`.
         carry: an :class:`LSTMState` ``(h, c)``, each ``(*batch, h)``.
         x: ``X_t``, shape ``(*batch, d)``.
+        recurrent_mask: optional ``(*batch, h)`` multiplier on ``H_{t-1}`` where it
+            enters the recurrent matmul (variational recurrent dropout).
 
     Returns:
         ``(LSTMState(H_t, C_t), H_t)``.
@@ -99,7 +101,8 @@ def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array):
         params.hidden_size,
         params.w_h.dtype,
     )
-    gates = x @ params.w_x + carry.h @ params.w_h + bias(params.b, x)
+    h_in = _checks.masked(carry.h, recurrent_mask)
+    gates = x @ params.w_x + h_in @ params.w_h + bias(params.b, x)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)

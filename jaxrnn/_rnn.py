@@ -54,7 +54,7 @@ def rnn_init(key, input_size: int, hidden_size: int, *, activation="tanh", dtype
     )
 
 
-def rnn_step(params: RNNParams, carry: jax.Array, x: jax.Array):
+def rnn_step(params: RNNParams, carry: jax.Array, x: jax.Array, *, recurrent_mask=None):
     r"""One step of the vanilla RNN.
 
     .. math::
@@ -64,6 +64,8 @@ def rnn_step(params: RNNParams, carry: jax.Array, x: jax.Array):
         params: an :class:`RNNParams`.
         carry: ``H_{t-1}``, shape ``(*batch, h)``.
         x: ``X_t``, shape ``(*batch, d)``, any number of batch axes (including none).
+        recurrent_mask: optional ``(*batch, h)`` multiplier on ``H_{t-1}`` where it
+            enters the recurrent matmul (variational recurrent dropout).
 
     Returns:
         ``(H_t, H_t)``: the new carry and the output.
@@ -78,7 +80,8 @@ def rnn_step(params: RNNParams, carry: jax.Array, x: jax.Array):
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
-    h = _ACTIVATIONS[params.activation](x @ params.w_x + carry @ params.w_h + bias(params.b, x))
+    h_in = _checks.masked(carry, recurrent_mask)
+    h = _ACTIVATIONS[params.activation](x @ params.w_x + h_in @ params.w_h + bias(params.b, x))
     return h, h
 
 

@@ -1,0 +1,227 @@
+"""Deep and bidirectional stacks against a NumPy loop, PyTorch's packed sequences, and rules."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+from tests import reference
+from tests.cells import CELLS, make
+
+D, H = 4, 5
+KINDS = {
+    "rnn_tanh": (jaxrnn.rnn_init, jaxrnn.rnn_step, reference.rnn),
+    "lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step, reference.lstm),
+    "gru": (jaxrnn.gru_init, jaxrnn.gru_step, reference.gru),
+}
+
+
+def close(a, b, tol=2e-5):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+def first_h(carry):
+    return carry.h if isinstance(carry, jaxrnn.LSTMState) else carry
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_stack_matches_numpy_loop(kind, bidirectional):
+    init, step, ref = KINDS[kind]
+    layers = jaxrnn.stack_init(
+        jax.random.key(0), init, D, H, num_layers=3, bidirectional=bidirectional
+    )
+    xs = jax.random.normal(jax.random.key(1), (7, 4, D))
+    lengths = np.array([7, 3, 1, 0])
+    carry, ys = jax.jit(functools.partial(jaxrnn.stack_scan, step))(layers, xs, lengths=lengths)
+    want_carry, want_ys = reference.stack(ref, layers, xs, lengths)
+    assert ys.shape == (7, 4, H * (2 if bidirectional else 1))
+    close(ys, want_ys)
+    for k in range(3):
+        for j in range(2 if bidirectional else 1):
+            for b in range(4):
+                want = want_carry[k][j][b]
+                close(first_h(carry[k][j])[b], want[0] if kind == "lstm" else want)
+
+
+def test_stack_layer_sizes_and_keys():
+    layers = jaxrnn.stack_init(
+        jax.random.key(0), jaxrnn.lstm_init, 3, 6, num_layers=2, bidirectional=True, forget_bias=2.0
+    )
+    assert [p.w_x.shape for layer in layers for p in layer] == [
+        (3, 24),
+        (3, 24),
+        (12, 24),
+        (12, 24),
+    ]
+    assert float(layers[1][1].b[6:12].mean()) == 2.0
+    flat = [p.w_h for layer in layers for p in layer]
+    assert all(not np.allclose(a, b) for i, a in enumerate(flat) for b in flat[i + 1 :])
+
+
+def test_stack_takes_any_step_and_init_pair():
+    def init(key, d, h):
+        return {"w": jax.random.normal(key, (d, h)) / np.sqrt(d), "decay": jnp.array(0.5)}
+
+    def step(params, carry, x):
+        h = params["decay"] * carry + jnp.tanh(x @ params["w"])
+        return h, h
+
+    layers = jaxrnn.stack_init(jax.random.key(0), init, D, H, num_layers=2, bidirectional=True)
+    xs = jax.random.normal(jax.random.key(1), (6, 3, D))
+    carry = tuple(tuple(jnp.zeros((3, H)) for _ in range(2)) for _ in range(2))
+    final, ys = jaxrnn.stack_scan(step, layers, xs, carry=carry, lengths=jnp.array([6, 2, 4]))
+    # Layer by layer with jaxrnn.scan, by hand.
+    inputs = xs
+    for k in range(2):
+        fwd = jaxrnn.scan(
+            step, layers[k][0], inputs, carry=carry[k][0], lengths=jnp.array([6, 2, 4])
+        )
+        bwd = jaxrnn.scan(
+            step,
+            layers[k][1],
+            inputs,
+            carry=carry[k][1],
+            lengths=jnp.array([6, 2, 4]),
+            reverse=True,
+        )
+        close(final[k][0], fwd[0])
+        close(final[k][1], bwd[0])
+        inputs = jnp.concatenate([fwd[1], bwd[1]], axis=-1)
+    close(ys, inputs)
+    with pytest.raises(
+        TypeError, match="step: recurrent_dropout needs a step that accepts a recurrent_mask"
+    ):
+        jaxrnn.stack_scan(
+            step, layers, xs, carry=carry, recurrent_dropout=0.5, key=jax.random.key(0)
+        )
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_recurrent_mask_matches_numpy(name):
+    params, step, ref = make(name, jax.random.key(2), D, H)
+    carry = jaxrnn.initial_carry(params, (3,))
+    carry = jax.tree.map(lambda a: a + 0.5, carry)
+    x = jax.random.normal(jax.random.key(3), (3, D))
+    mask = jax.random.bernoulli(jax.random.key(4), 0.5, (3, H)).astype(jnp.float32) * 2
+    new, y = step(params, carry, x, recurrent_mask=mask)
+    np_carry = (np.asarray(carry.h), np.asarray(carry.c)) if name == "lstm" else np.asarray(carry)
+    _, want = ref(params, np_carry, np.asarray(x), mask=np.asarray(mask))
+    close(y, want)
+
+
+def test_dropout_only_with_a_key_and_only_between_layers():
+    layers = jaxrnn.stack_init(jax.random.key(0), jaxrnn.gru_init, D, H, num_layers=2)
+    xs = jax.random.normal(jax.random.key(1), (5, 3, D))
+    _, plain = jaxrnn.stack_scan(jaxrnn.gru_step, layers, xs)
+    _, no_key = jaxrnn.stack_scan(jaxrnn.gru_step, layers, xs, dropout=0.5, recurrent_dropout=0.5)
+    close(no_key, plain, 0)
+    _, dropped = jaxrnn.stack_scan(jaxrnn.gru_step, layers, xs, dropout=0.5, key=jax.random.key(2))
+    assert not np.allclose(dropped, plain)
+    # One layer: nothing lies between layers, so `dropout` changes nothing (as in PyTorch).
+    _, one = jaxrnn.stack_scan(jaxrnn.gru_step, layers[:1], xs, dropout=0.5, key=jax.random.key(2))
+    close(one, jaxrnn.stack_scan(jaxrnn.gru_step, layers[:1], xs)[1], 0)
+
+
+def test_recurrent_dropout_mask_is_fixed_per_sequence():
+    """A step that outputs the mask it receives shows one mask per sequence, for all steps."""
+    seen = []
+
+    def init(key, d, h):
+        del key
+        return {"w": jnp.zeros((d, h))}
+
+    def step(params, carry, x, *, recurrent_mask=None):
+        seen.append(recurrent_mask is not None)
+        return carry, recurrent_mask + 0 * (x @ params["w"])
+
+    layers = jaxrnn.stack_init(jax.random.key(0), init, D, 64, num_layers=2, bidirectional=True)
+    carry = tuple(tuple(jnp.zeros((8, 64)) for _ in range(2)) for _ in range(2))
+    xs = jnp.ones((6, 8, D))
+    _, ys = jaxrnn.stack_scan(
+        step, layers, xs, carry=carry, recurrent_dropout=0.25, key=jax.random.key(1)
+    )
+    assert all(seen)
+    ys = np.asarray(ys)
+    np.testing.assert_array_equal(ys, np.broadcast_to(ys[:1], ys.shape))  # same at every step
+    assert set(np.unique(ys)) <= {0.0, np.float32(1 / 0.75)}  # inverted dropout
+    assert 0.15 < (ys[0] == 0).mean() < 0.35
+    assert not np.array_equal(ys[0, 0], ys[0, 1])  # differs across sequences
+    assert not np.array_equal(ys[0, 0, :64], ys[0, 0, 64:])  # and directions
+
+
+def test_dropout_gradients_flow():
+    layers = jaxrnn.stack_init(jax.random.key(0), jaxrnn.lstm_init, D, H, num_layers=2)
+    xs = jax.random.normal(jax.random.key(1), (5, 2, D))
+    loss = lambda layers: jaxrnn.stack_scan(
+        jaxrnn.lstm_step, layers, xs, dropout=0.3, recurrent_dropout=0.3, key=jax.random.key(3)
+    )[1].sum()
+    grads = jax.jit(jax.grad(loss))(layers)
+    assert all(
+        bool(jnp.isfinite(g).all()) and float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads)
+    )
+
+
+def test_stack_bad_input():
+    layers = jaxrnn.stack_init(
+        jax.random.key(0), jaxrnn.lstm_init, D, H, num_layers=2, bidirectional=True
+    )
+    xs = jnp.ones((5, 3, D))
+    step = jaxrnn.lstm_step
+    with pytest.raises(ValueError, match=r"dropout: expected a rate in \[0, 1\), got 1.0"):
+        jaxrnn.stack_scan(step, layers, xs, dropout=1.0)
+    with pytest.raises(
+        ValueError, match=r"recurrent_dropout: expected a rate in \[0, 1\), got -0.1"
+    ):
+        jaxrnn.stack_scan(step, layers, xs, recurrent_dropout=-0.1)
+    wrong = ((jaxrnn.initial_carry(layers[0][0], (3,)),),) * 2
+    with pytest.raises(
+        ValueError,
+        match=r"carry: expected a tuple of 2 layers, each a tuple of 2 direction carries .* got 2 layers × directions \[1, 1\]",
+    ):
+        jaxrnn.stack_scan(step, layers, xs, carry=wrong)
+    with pytest.raises(ValueError, match=r"lengths: expected shape \(3,\)"):
+        jaxrnn.stack_scan(step, layers, xs, lengths=jnp.array([1, 2]))
+    with pytest.raises(ValueError, match=r"xs: expected feature size 4"):
+        jaxrnn.stack_scan(step, layers, jnp.ones((5, 3, D + 1)))
+    with pytest.raises(ValueError, match="layers: expected a non-empty tuple"):
+        jaxrnn.stack_scan(step, layers[0][0], xs)
+    with pytest.raises(ValueError, match="num_layers: expected a positive int, got 0"):
+        jaxrnn.stack_init(jax.random.key(0), jaxrnn.lstm_init, D, H, num_layers=0)
+
+
+torch = pytest.importorskip("torch")
+TORCH = {"rnn_tanh": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("kind", TORCH)
+def test_torch_packed_sequences_parity(kind, bidirectional):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(0)
+    module = TORCH[kind](D, H, num_layers=2, bidirectional=bidirectional)
+    T, B = 8, 5
+    lengths = [8, 3, 5, 1, 6]
+    xs = torch.randn(T, B, D)
+    packed = pack_padded_sequence(xs, torch.tensor(lengths), enforce_sorted=False)
+    out, state = module(packed)
+    ys_t, _ = pad_packed_sequence(out, total_length=T)
+    h_n = state[0] if kind == "lstm" else state
+
+    layers = jaxrnn.interop.from_torch(module)
+    step = KINDS[kind][1]
+    carry, ys = jaxrnn.stack_scan(step, layers, jnp.asarray(xs.numpy()), lengths=jnp.array(lengths))
+    close(ys, ys_t.detach())
+    directions = 2 if bidirectional else 1
+    for k in range(2):
+        for j in range(directions):
+            close(first_h(carry[k][j]), h_n[k * directions + j].detach())
+            if kind == "lstm":
+                close(carry[k][j].c, state[1][k * directions + j].detach())
+    # And back: to_torch(layers) reproduces the module.
+    again = jaxrnn.interop.to_torch(layers)(packed)[0]
+    close(pad_packed_sequence(again, total_length=T)[0].detach(), ys_t.detach())

@@ -190,11 +190,11 @@ def _check_carry_nesting(carry, num_layers, directions):
     ok = isinstance(carry, tuple | list) and len(carry) == num_layers
     ok = ok and all(isinstance(c, tuple | list) and len(c) == directions for c in carry)
     if not ok:
-        got = (
-            f"{len(carry)} layers × directions {[len(c) if isinstance(c, tuple | list) else '?' for c in carry]}"
-            if isinstance(carry, tuple | list)
-            else type(carry).__name__
-        )
+        if isinstance(carry, tuple | list):
+            got = [len(c) if isinstance(c, tuple | list) else type(c).__name__ for c in carry]
+            got = f"{len(carry)} layers with directions {got}"
+        else:
+            got = type(carry).__name__
         raise ValueError(
             f"carry: expected a tuple of {num_layers} layers, each a tuple of {directions} "
             f"direction carries (nested like layers), got {got}"

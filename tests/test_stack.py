@@ -107,7 +107,7 @@ def test_recurrent_mask_matches_numpy(name):
     carry = jax.tree.map(lambda a: a + 0.5, carry)
     x = jax.random.normal(jax.random.key(3), (3, D))
     mask = jax.random.bernoulli(jax.random.key(4), 0.5, (3, H)).astype(jnp.float32) * 2
-    new, y = step(params, carry, x, recurrent_mask=mask)
+    _, y = step(params, carry, x, recurrent_mask=mask)
     np_carry = (np.asarray(carry.h), np.asarray(carry.c)) if name == "lstm" else np.asarray(carry)
     _, want = ref(params, np_carry, np.asarray(x), mask=np.asarray(mask))
     close(y, want)
@@ -180,7 +180,8 @@ def test_stack_bad_input():
     wrong = ((jaxrnn.initial_carry(layers[0][0], (3,)),),) * 2
     with pytest.raises(
         ValueError,
-        match=r"carry: expected a tuple of 2 layers, each a tuple of 2 direction carries .* got 2 layers × directions \[1, 1\]",
+        match=r"carry: expected a tuple of 2 layers, each a tuple of 2 direction carries .* "
+        r"got 2 layers with directions \[1, 1\]",
     ):
         jaxrnn.stack_scan(step, layers, xs, carry=wrong)
     with pytest.raises(ValueError, match=r"lengths: expected shape \(3,\)"):

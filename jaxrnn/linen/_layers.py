@@ -90,8 +90,9 @@ class _Layer(nn.Module):
         return {"params": {"layers": layers}}
 
 
-_DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional; cell in :func:`jaxrnn.{kind}_step`.
+_DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional.
 
+    The cell computes :func:`jaxrnn.{kind}_step`.
     A thin holder of the functional ``layers`` (the ``params/layers`` variable):
     the call is :func:`jaxrnn.stack_scan` on batch-major inputs.
 

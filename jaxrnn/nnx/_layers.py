@@ -113,8 +113,9 @@ class _Layer(nnx.Module):
         )
 
 
-_DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional; cell in :func:`jaxrnn.{kind}_step`.
+_DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional.
 
+    The cell computes :func:`jaxrnn.{kind}_step`.
     A thin holder of the functional ``layers``: the call is :func:`jaxrnn.stack_scan`
     on batch-major inputs. Dropout follows NNX's ``model.train()`` / ``model.eval()``
     switch and takes its key from the ``rngs`` passed to the call.

@@ -1,0 +1,482 @@
+"""A character language model: embedding, LSTM/GRU stack, readout; truncated BPTT.
+
+With no ``text_path`` it trains on the Python standard library's own
+documentation (the ``pydoc`` topics that ship with every Python), so it runs
+offline with nothing to download; any text file works too.
+
+Training runs truncated backpropagation through time: the text is cut into
+``batch_size`` parallel streams, each step reads the next ``seq_len``
+characters of every stream, the hidden state carries over from chunk to chunk
+and the gradient stops at chunk boundaries. Adam with gradient clipping.
+Validation loss is reported in bits per character beside the unigram
+baseline, with a short sample at every evaluation.
+
+    python examples/char_lm.py [train] [--config FILE] [--workdir DIR] [key=value ...]
+    python examples/char_lm.py sample [--workdir DIR] [--prompt TEXT] [--temperature T]
+                                      [--length N] [--seed S]
+
+Ctrl-C saves a checkpoint; the same command resumes. The work directory
+(default ``runs/char_lm``) holds checkpoints, ``metrics.jsonl``, ``curves.png``,
+``vocab.json`` and ``samples.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import pathlib
+import sys
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxrnn
+from jaxrnn import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "char_lm.yaml"
+WORKDIR = pathlib.Path("runs/char_lm")
+CELLS = {"lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step), "gru": (jaxrnn.gru_init, jaxrnn.gru_step)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """See ``configs/char_lm.yaml`` for what each key means."""
+
+    text_path: str | None
+    cell: Literal["lstm", "gru"]
+    embed_size: int
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    seq_len: int
+    batch_size: int
+    steps: int
+    lr: float
+    clip_norm: float
+    val_fraction: float
+    eval_every: int
+    log_every: int
+    checkpoint_every: int
+    sample_length: int
+    temperature: float
+    seed: int
+
+
+# ---------------------------------------------------------------- data
+
+
+def stdlib_text() -> str:
+    """Documentation text that ships with Python itself: the ``pydoc`` topics
+    (the language reference pages that ``help()`` shows), about 450k characters.
+    Falls back to the docstrings of standard modules if they are missing."""
+    try:
+        from pydoc_data.topics import topics
+
+        return "\n\n".join(topics[name].strip() for name in sorted(topics)) + "\n"
+    except ImportError:
+        import importlib
+        import inspect
+
+        docs = []
+        for name in (
+            "builtins",
+            "collections",
+            "itertools",
+            "functools",
+            "os",
+            "pathlib",
+            "re",
+            "json",
+            "string",
+            "textwrap",
+            "argparse",
+            "logging",
+            "typing",
+        ):
+            module = importlib.import_module(name)
+            docs.append(inspect.getdoc(module) or "")
+            for _, member in sorted(inspect.getmembers(module)):
+                doc = inspect.getdoc(member) if callable(member) else None
+                if doc:
+                    docs.append(doc)
+        return "\n\n".join(docs) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """A text split into training and validation ids over a character vocabulary."""
+
+    chars: tuple[str, ...]
+    train: np.ndarray  # (N_train,) int32
+    val: np.ndarray  # (N_val,) int32
+    sha256: str
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str, name: str = "prompt") -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.chars)}
+        missing = sorted({c for c in text if c not in index})
+        if missing:
+            raise train.DataError(
+                f"{name}: characters {''.join(missing)!r} are not in the model's vocabulary"
+            )
+        return np.array([index[c] for c in text], np.int32)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+def min_chars(config: Config) -> int:
+    """The shortest text that gives one training chunk per stream and one validation chunk."""
+    chunk = config.seq_len + 1
+    train_part = config.batch_size * chunk
+    val_part = chunk
+    return max(
+        math.ceil(train_part / (1 - config.val_fraction)), math.ceil(val_part / config.val_fraction)
+    )
+
+
+def load_corpus(config: Config) -> Corpus:
+    if not 0 < config.val_fraction < 1:
+        raise train.ConfigError(
+            f"val_fraction: expected a number in (0, 1), got {config.val_fraction}"
+        )
+    if config.text_path is None:
+        text = stdlib_text()
+        train.check_length(text, min_chars(config), "the standard-library corpus")
+    else:
+        text = train.read_text(config.text_path, min_chars=min_chars(config), name="text_path")
+    chars = tuple(sorted(set(text)))
+    index = {c: i for i, c in enumerate(chars)}
+    ids = np.fromiter((index[c] for c in text), np.int32, len(text))
+    split = int(len(ids) * (1 - config.val_fraction))
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return Corpus(chars, ids[:split], ids[split:], digest)
+
+
+def streams(ids: np.ndarray, batch_size: int) -> np.ndarray:
+    """``batch_size`` contiguous streams, shape ``(B, L)``, ``L = len(ids) // B``."""
+    length = len(ids) // batch_size
+    return ids[: batch_size * length].reshape(batch_size, length)
+
+
+def unigram_bpc(corpus: Corpus) -> float:
+    """Cross-entropy of the validation text under the training text's character
+    frequencies (add-one smoothed), in bits per character."""
+    counts = np.bincount(corpus.train, minlength=corpus.vocab_size) + 1.0
+    log_p = np.log2(counts / counts.sum())
+    return float(-log_p[corpus.val].mean())
+
+
+# ---------------------------------------------------------------- model
+
+
+def init_params(key, config: Config, vocab_size: int):
+    k_embed, k_layers, k_out = jax.random.split(key, 3)
+    init, _ = CELLS[config.cell]
+    return {
+        "embed": jax.random.normal(k_embed, (vocab_size, config.embed_size)) * 0.1,
+        "layers": jaxrnn.stack_init(
+            k_layers, init, config.embed_size, config.hidden_size, num_layers=config.num_layers
+        ),
+        "w_out": jax.random.normal(k_out, (config.hidden_size, vocab_size))
+        / math.sqrt(config.hidden_size),
+        "b_out": jnp.zeros((vocab_size,)),
+    }
+
+
+def zero_carry(params, batch_shape):
+    return tuple(
+        tuple(jaxrnn.initial_carry(p, batch_shape) for p in layer) for layer in params["layers"]
+    )
+
+
+def logits_of(params, ys):
+    """Readout ``ys (..., h) -> (..., V)``, with the bias broadcast explicitly."""
+    logits = ys @ params["w_out"]
+    return logits + jnp.broadcast_to(params["b_out"], logits.shape)
+
+
+def chunk_loss(config: Config, params, carry, ids, targets, key=None):
+    """Mean cross-entropy (nats) of one time-major chunk ``ids, targets (T, B)``."""
+    _, step = CELLS[config.cell]
+    xs = params["embed"][ids]
+    carry, ys = jaxrnn.stack_scan(
+        step, params["layers"], xs, carry=carry, dropout=config.dropout, key=key
+    )
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits_of(params, ys), targets)
+    return jnp.mean(loss), carry
+
+
+def make_optimizer(config: Config):
+    return optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(config.lr))
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def stack_step(step, layers, carry, x):
+    """One time step through every layer of a (unidirectional) stack, with the cell's step."""
+    new_carry = []
+    for layer, layer_carry in zip(layers, carry, strict=True):
+        state, x = step(layer[0], layer_carry[0], x)
+        new_carry.append((state,))
+    return tuple(new_carry), x
+
+
+@functools.partial(jax.jit, static_argnames=("cell", "length"))
+def generate(params, prompt_ids, key, temperature, *, cell: str, length: int):
+    """Feeds ``prompt_ids`` one at a time, then draws ``length`` characters, each from
+    ``softmax(logits / temperature)`` (``temperature == 0``: the most likely one)."""
+    _, step = CELLS[cell]
+    carry = zero_carry(params, ())
+
+    def feed(carry, char):
+        return stack_step(step, params["layers"], carry, params["embed"][char])
+
+    carry, ys = jax.lax.scan(feed, carry, prompt_ids)
+
+    def draw(state, key):
+        carry, y = state
+        logits = logits_of(params, y)
+        greedy = jnp.argmax(logits)
+        sampled = jax.random.categorical(key, logits / jnp.maximum(temperature, 1e-6))
+        char = jnp.where(temperature > 0, sampled, greedy)
+        carry, y = feed(carry, char)
+        return (carry, y), char
+
+    _, chars = jax.lax.scan(draw, (carry, ys[-1]), jax.random.split(key, length))
+    return chars
+
+
+def sample_text(
+    params,
+    config: Config,
+    corpus: Corpus,
+    prompt: str,
+    length: int,
+    temperature: float,
+    seed: int = 0,
+) -> str:
+    if temperature < 0:
+        raise train.ConfigError(f"temperature: expected a number >= 0, got {temperature}")
+    if not prompt:
+        prompt = "\n" if "\n" in corpus.chars else corpus.chars[0]
+    ids = jnp.asarray(corpus.encode(prompt))
+    chars = generate(
+        params, ids, jax.random.key(seed), jnp.float32(temperature), cell=config.cell, length=length
+    )
+    return corpus.decode(np.asarray(chars))
+
+
+# ---------------------------------------------------------------- training
+
+
+def _check_corpus_identity(workdir: pathlib.Path, corpus: Corpus):
+    path = workdir / "vocab.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("sha256") != corpus.sha256 and (workdir / "checkpoints").exists():
+            raise train.DataError(
+                f"text_path: the text differs from the one the checkpoints in {str(workdir)!r} "
+                "were trained on; nothing was changed. Use the same text to resume, or a new "
+                "work directory."
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("vocab.json.tmp")
+    tmp.write_text(json.dumps({"chars": list(corpus.chars), "sha256": corpus.sha256}) + "\n")
+    tmp.replace(path)
+
+
+def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
+    """Trains (or resumes) a character model in ``workdir``.
+
+    Returns ``{"interrupted", "step", "val_bpc", "unigram_bpc", "sample"}``.
+    """
+    workdir = pathlib.Path(workdir)
+    corpus = load_corpus(config)
+    _check_corpus_identity(workdir, corpus)
+    train_data = jnp.asarray(streams(corpus.train, config.batch_size))  # (B, L)
+    chunks_per_epoch = (train_data.shape[1] - 1) // config.seq_len
+    val_batch = max(1, min(config.batch_size, (len(corpus.val) - 1) // (config.seq_len + 1)))
+    val_data = streams(corpus.val, val_batch)
+    val_chunks = (val_data.shape[1] - 1) // config.seq_len
+    val_data = jnp.asarray(val_data)
+    baseline = unigram_bpc(corpus)
+
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    params = init_params(init_key, config, corpus.vocab_size)
+    optimizer = make_optimizer(config)
+    state = {
+        "params": params,
+        "opt_state": optimizer.init(params),
+        "carry": zero_carry(params, (config.batch_size,)),
+    }
+    T = config.seq_len
+
+    @jax.jit
+    def train_step(state, step):
+        chunk = step % chunks_per_epoch
+        window = jax.lax.dynamic_slice_in_dim(train_data, chunk * T, T + 1, axis=1).T
+        # A new pass over the text starts from a zero state; otherwise the state
+        # carries on from the previous chunk, with the gradient cut there.
+        carry = jax.tree.map(
+            lambda c: jnp.where(chunk == 0, jnp.zeros_like(c), jax.lax.stop_gradient(c)),
+            state["carry"],
+        )
+        key = jax.random.fold_in(dropout_key, step) if config.dropout > 0 else None
+        (loss, carry), grads = jax.value_and_grad(
+            functools.partial(chunk_loss, config), has_aux=True
+        )(state["params"], carry, window[:-1], window[1:], key)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        metrics = {"loss": loss, "bpc": loss / jnp.log(2.0), "grad_norm": optax.global_norm(grads)}
+        return {"params": params, "opt_state": opt_state, "carry": carry}, metrics
+
+    @jax.jit
+    def val_loss(params):
+        def body(carry, chunk):
+            window = jax.lax.dynamic_slice_in_dim(val_data, chunk * T, T + 1, axis=1).T
+            loss, carry = chunk_loss(config, params, carry, window[:-1], window[1:])
+            return carry, loss
+
+        _, losses = jax.lax.scan(body, zero_carry(params, (val_batch,)), jnp.arange(val_chunks))
+        return jnp.mean(losses)
+
+    def evaluate(state):
+        bpc = float(val_loss(state["params"])) / math.log(2)
+        text = sample_text(
+            state["params"],
+            config,
+            corpus,
+            "",
+            config.sample_length,
+            config.temperature,
+            seed=config.seed,
+        )
+        with open(workdir / "samples.txt", "a") as f:
+            f.write(f"--- bpc {bpc:.3f}\n{text}\n")
+        print(
+            f"  val {bpc:.3f} bits/char (unigram baseline {baseline:.3f}); sample:\n"
+            + _indent(text)
+        )
+        return {"val_bpc": bpc, "unigram_bpc": baseline}
+
+    result = train.fit(
+        workdir,
+        init_state=state,
+        train_step=train_step,
+        num_steps=config.steps,
+        config=config,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        eval_fn=evaluate,
+        eval_every=config.eval_every,
+        items_per_step=config.batch_size * config.seq_len,
+        item_name="chars",
+        meta={"chars": list(corpus.chars)},
+        callbacks=callbacks,
+        description=f"char LM ({config.cell})",
+    )
+    evals = train.read_metrics(workdir / "metrics.jsonl", split="eval")
+    final = evals[-1]["val_bpc"] if evals else float("nan")
+    sample = ""
+    if not result.interrupted:
+        sample = sample_text(
+            result.state["params"],
+            config,
+            corpus,
+            "The ",
+            300,
+            config.temperature,
+            seed=config.seed,
+        )
+    return {
+        "interrupted": result.interrupted,
+        "step": result.step,
+        "val_bpc": final,
+        "unigram_bpc": baseline,
+        "sample": sample,
+        "state": result.state,
+    }
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def load_trained(workdir):
+    """``(params, config, corpus)`` from a work directory's config, vocabulary and newest
+    checkpoint; the text itself is not needed."""
+    workdir = pathlib.Path(workdir)
+    for name in ("config.json", "vocab.json"):
+        if not (workdir / name).exists():
+            raise train.CheckpointError(
+                f"{str(workdir / name)!r} does not exist: train a model in {str(workdir)!r} first"
+            )
+    config = train.from_dict(Config, json.loads((workdir / "config.json").read_text()))
+    chars = tuple(json.loads((workdir / "vocab.json").read_text())["chars"])
+    corpus = Corpus(chars, np.zeros(0, np.int32), np.zeros(0, np.int32), "")
+    checkpoints = train.Checkpoints(workdir / "checkpoints")
+    if checkpoints.latest_step() is None:
+        raise train.CheckpointError(f"no checkpoint in {str(workdir)!r}: train a model first")
+    params = init_params(jax.random.key(0), config, len(chars))
+    optimizer = make_optimizer(config)
+    template = {
+        "params": params,
+        "opt_state": optimizer.init(params),
+        "carry": zero_carry(params, (config.batch_size,)),
+    }
+    state, _ = checkpoints.restore(template)
+    checkpoints.close()
+    return state["params"], config, corpus
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in ("train", "sample") else "train"
+    with train.user_errors("char_lm"):
+        if command == "sample":
+            parser = argparse.ArgumentParser(
+                prog="char_lm.py sample", description="Generate text from a trained model."
+            )
+            parser.add_argument("--workdir", type=pathlib.Path, default=WORKDIR)
+            parser.add_argument("--prompt", default="The ")
+            parser.add_argument("--length", type=int, default=500)
+            parser.add_argument("--temperature", type=float, default=0.8)
+            parser.add_argument("--seed", type=int, default=0)
+            args = parser.parse_args(argv)
+            params, config, corpus = load_trained(args.workdir)
+            text = sample_text(
+                params, config, corpus, args.prompt, args.length, args.temperature, args.seed
+            )
+            print(args.prompt + text)
+            return 0
+        config, workdir = train.parse_run(
+            Config, argv, config=CONFIG, workdir=WORKDIR, description=__doc__.splitlines()[0]
+        )
+        outcome = train_and_evaluate(config, workdir)
+    if outcome["interrupted"]:
+        return 130
+    print(
+        f"\nvalidation: {outcome['val_bpc']:.3f} bits/char "
+        f"(unigram baseline {outcome['unigram_bpc']:.3f})"
+    )
+    print(f"sample (temperature {config.temperature}):\nThe {outcome['sample']}")
+    print(f"\nwork directory: {workdir}  (curves.png, metrics.jsonl, samples.txt)")
+    print(f"more text: python examples/char_lm.py sample --workdir {workdir} --prompt 'The '")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

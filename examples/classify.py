@@ -1,0 +1,225 @@
+"""Sequence classification: handwritten digits read row by row by a bidirectional GRU.
+
+The data set is scikit-learn's digits (1,797 scans of 8×8 pixels, 10 classes,
+from the UCI optical-digits collection), which ships inside the scikit-learn
+package: nothing is downloaded. Each image is a sequence of T = 8 rows of
+d = 8 pixels. A bidirectional GRU stack reads it both ways, and a linear
+readout of the two directions' final states gives the class.
+
+The data are split once (fixed seed) into train, validation (watched during
+training) and test (reported once, at the end). Plots in the work directory:
+``curves.png`` and ``confusion.png``.
+
+    python examples/classify.py [--config FILE] [--workdir DIR] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxrnn
+from jaxrnn import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "classify.yaml"
+NUM_CLASSES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """See ``configs/classify.yaml`` for what each key means."""
+
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    batch_size: int
+    steps: int
+    lr: float
+    clip_norm: float
+    val_fraction: float
+    test_fraction: float
+    eval_every: int
+    log_every: int
+    checkpoint_every: int
+    seed: int
+
+
+def load_digits(config: Config):
+    """``{"train"|"val"|"test": (xs (T, N, d) float32 in [0, 1], labels (N,) int32)}``."""
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise train.DataError(
+            'the digits data ship with scikit-learn: pip install "jaxrnn[examples]"'
+        ) from None
+    for name in ("val_fraction", "test_fraction"):
+        value = getattr(config, name)
+        if not 0 < value < 0.5:
+            raise train.ConfigError(f"{name}: expected a number in (0, 0.5), got {value}")
+    digits = sklearn_digits()
+    images = (digits.images / 16.0).astype(np.float32)  # (N, 8 rows, 8 pixels)
+    labels = digits.target.astype(np.int32)
+    order = np.random.default_rng(config.seed).permutation(len(labels))
+    n_test = int(len(labels) * config.test_fraction)
+    n_val = int(len(labels) * config.val_fraction)
+    parts = {
+        "test": order[:n_test],
+        "val": order[n_test : n_test + n_val],
+        "train": order[n_test + n_val :],
+    }
+    # Time-major: row r of every image is step r.
+    return {k: (images[idx].transpose(1, 0, 2), labels[idx]) for k, idx in parts.items()}
+
+
+def init_params(key, config: Config, input_size: int):
+    k_layers, k_out = jax.random.split(key)
+    features = 2 * config.hidden_size
+    return {
+        "layers": jaxrnn.stack_init(
+            k_layers,
+            jaxrnn.gru_init,
+            input_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            bidirectional=True,
+        ),
+        "w_out": jax.random.normal(k_out, (features, NUM_CLASSES)) / math.sqrt(features),
+        "b_out": jnp.zeros((NUM_CLASSES,)),
+    }
+
+
+def logits_of(params, xs, *, dropout=0.0, key=None):
+    """``xs (T, B, d) -> (B, 10)``: final forward state (after the last row) and final
+    backward state (after reading back to the first row), concatenated."""
+    carry, _ = jaxrnn.stack_scan(jaxrnn.gru_step, params["layers"], xs, dropout=dropout, key=key)
+    forward, backward = carry[-1]
+    features = jnp.concatenate([forward, backward], axis=-1)
+    logits = features @ params["w_out"]
+    return logits + jnp.broadcast_to(params["b_out"], logits.shape)
+
+
+def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
+    """Trains (or resumes) the classifier; returns test accuracy and loss."""
+    workdir = pathlib.Path(workdir)
+    data = load_digits(config)
+    train_xs, train_labels = (jnp.asarray(a) for a in data["train"])
+    n_train = train_labels.shape[0]
+    if config.batch_size > n_train:
+        raise train.ConfigError(
+            f"batch_size: expected at most the {n_train} training images, got {config.batch_size}"
+        )
+    batches_per_epoch = n_train // config.batch_size
+
+    init_key, data_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
+    params = init_params(init_key, config, train_xs.shape[-1])
+    optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(config.lr))
+
+    def loss_fn(params, xs, labels, key=None):
+        logits = logits_of(params, xs, dropout=config.dropout, key=key)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return jnp.mean(loss), jnp.mean(jnp.argmax(logits, -1) == labels)
+
+    @jax.jit
+    def train_step(state, step):
+        # A fresh shuffle every epoch, drawn from the epoch number: resumable.
+        epoch, index = step // batches_per_epoch, step % batches_per_epoch
+        order = jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
+        batch = jax.lax.dynamic_slice_in_dim(order, index * config.batch_size, config.batch_size)
+        key = jax.random.fold_in(dropout_key, step) if config.dropout > 0 else None
+        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], train_xs[:, batch], train_labels[batch], key
+        )
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "opt_state": opt_state}, {"loss": loss, "accuracy": accuracy}
+
+    @jax.jit
+    def scores(params, xs, labels):
+        return loss_fn(params, xs, labels)
+
+    def evaluate(state):
+        loss, accuracy = scores(state["params"], *data["val"])
+        return {"loss": float(loss), "accuracy": float(accuracy)}
+
+    result = train.fit(
+        workdir,
+        init_state={"params": params, "opt_state": optimizer.init(params)},
+        train_step=train_step,
+        num_steps=config.steps,
+        config=config,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        eval_fn=evaluate,
+        eval_every=config.eval_every,
+        items_per_step=config.batch_size,
+        item_name="images",
+        callbacks=callbacks,
+        description="digits (bidirectional GRU)",
+    )
+    if result.interrupted:
+        return {"interrupted": True, "step": result.step, "state": result.state}
+
+    test_xs, test_labels = data["test"]
+    final = result.state["params"]
+    test_loss, test_accuracy = (float(v) for v in scores(final, test_xs, test_labels))
+    predicted = np.asarray(jnp.argmax(logits_of(final, jnp.asarray(test_xs)), -1))
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), int)
+    np.add.at(confusion, (test_labels, predicted), 1)
+    plot_confusion(confusion, test_accuracy, workdir / "confusion.png")
+    summary = {
+        "step": result.step,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "test_size": len(test_labels),
+        "train_size": int(n_train),
+    }
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"test accuracy {test_accuracy:.4f} ({round(test_accuracy * len(test_labels))}"
+        f"/{len(test_labels)} digits), test loss {test_loss:.4f}"
+    )
+    return {"interrupted": False, "state": result.state, **summary}
+
+
+def plot_confusion(confusion: np.ndarray, accuracy: float, path) -> None:
+    fig, ax = train.figure(size=(5.2, 4.6))
+    image = ax.imshow(confusion, cmap="Blues")
+    for (i, j), n in np.ndenumerate(confusion):
+        if n:
+            color = "white" if n > confusion.max() / 2 else "black"
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=8, color=color)
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        xticks=range(NUM_CLASSES),
+        yticks=range(NUM_CLASSES),
+        title=f"Test digits, accuracy {accuracy:.1%}",
+    )
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    train.save_figure(fig, path)
+
+
+def main(argv=None) -> int:
+    with train.user_errors("classify"):
+        config, workdir = train.parse_run(
+            Config,
+            argv,
+            config=CONFIG,
+            workdir=pathlib.Path("runs/classify"),
+            description=__doc__.splitlines()[0],
+        )
+        outcome = train_and_evaluate(config, workdir)
+    return 130 if outcome["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

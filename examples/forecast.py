@@ -1,0 +1,278 @@
+"""Forecasting a real time series, against persistence and a linear autoregression.
+
+The series ship inside statsmodels (nothing is downloaded):
+
+* ``sunspots``: yearly mean sunspot numbers, 1700-2008 (309 values), with
+  its irregular 11-year cycle;
+* ``co2``: atmospheric CO2 at Mauna Loa, weekly 1958-2001, averaged into
+  monthly values (526), a trend plus a yearly cycle.
+
+The last ``test_size`` values are held out. Every model makes one-step-ahead
+forecasts over that span from the true past values, and all are scored on the
+same points:
+
+* the RNN (GRU or LSTM) reads the last ``context`` values and predicts the next;
+  it trains on the training span less its last ``val_size`` values, which are
+  kept to watch it (the validation RMSE);
+* persistence predicts the last value seen;
+* a linear autoregression AR(p), fitted by least squares on the training
+  span, with its order p in 1 .. ``context`` chosen on the same validation values
+  (then refitted on the whole training span).
+
+Plots in the work directory: ``curves.png`` and ``forecast.png``.
+
+    python examples/forecast.py [--config FILE] [--workdir DIR] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxrnn
+from jaxrnn import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "forecast.yaml"
+CELLS = {"lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step), "gru": (jaxrnn.gru_init, jaxrnn.gru_step)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """See ``configs/forecast.yaml`` for what each key means."""
+
+    series: Literal["sunspots", "co2"]
+    cell: Literal["lstm", "gru"]
+    context: int
+    test_size: int
+    val_size: int
+    hidden_size: int
+    batch_size: int
+    steps: int
+    lr: float
+    clip_norm: float
+    eval_every: int
+    log_every: int
+    checkpoint_every: int
+    seed: int
+
+
+def load_series(name: str):
+    """``(times (N,) float, values (N,) float64, unit)`` of a series that ships with statsmodels."""
+    try:
+        import statsmodels.api as sm
+    except ImportError:
+        raise train.DataError(
+            'the series ship with statsmodels: pip install "jaxrnn[examples]"'
+        ) from None
+    if name == "sunspots":
+        frame = sm.datasets.sunspots.load_pandas().data
+        return frame["YEAR"].to_numpy(float), frame["SUNACTIVITY"].to_numpy(float), "sunspots"
+    frame = sm.datasets.co2.load_pandas().data
+    monthly = frame["co2"].resample("MS").mean().interpolate()
+    times = monthly.index.year + (monthly.index.month - 1) / 12
+    return np.asarray(times, float), monthly.to_numpy(float), "ppm CO2"
+
+
+def windows(values: np.ndarray, context: int, targets: range):
+    """Inputs ``(context, N, 1)`` (time-major) and targets ``(N,)`` for the target indices."""
+    xs = np.stack([values[t - context : t] for t in targets], axis=1)[..., None]
+    return xs.astype(np.float32), values[list(targets)].astype(np.float32)
+
+
+def fit_ar(values: np.ndarray, order: int, end: int):
+    """Least-squares AR(p) with intercept on targets ``order .. end-1``: returns coefficients
+    ``(c, a_1 .. a_p)`` of ``y_t = c + sum_i a_i y_{t-i}``."""
+    rows = np.stack([values[t - order : t][::-1] for t in range(order, end)])
+    design = np.concatenate([np.ones((len(rows), 1)), rows], axis=1)
+    coef, *_ = np.linalg.lstsq(design, values[order:end], rcond=None)
+    return coef
+
+
+def ar_predict(values: np.ndarray, coef: np.ndarray, targets: range) -> np.ndarray:
+    order = len(coef) - 1
+    return np.array([coef[0] + coef[1:] @ values[t - order : t][::-1] for t in targets])
+
+
+def choose_ar_order(values, max_order: int, train_end: int, val_size: int) -> int:
+    val = range(train_end - val_size, train_end)
+    errors = {}
+    for p in range(1, max_order + 1):
+        if train_end - val_size - p < 2 * (p + 1):
+            break
+        coef = fit_ar(values, p, train_end - val_size)
+        errors[p] = np.mean((ar_predict(values, coef, val) - values[val.start : val.stop]) ** 2)
+    return min(errors, key=errors.get)
+
+
+def scores(prediction: np.ndarray, truth: np.ndarray) -> dict:
+    error = prediction - truth
+    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
+
+
+def init_params(key, config: Config):
+    k_cell, k_out = jax.random.split(key)
+    return {
+        "cell": CELLS[config.cell][0](k_cell, 1, config.hidden_size),
+        "w_out": jax.random.normal(k_out, (config.hidden_size,)) / math.sqrt(config.hidden_size),
+        "b_out": jnp.zeros(()),
+    }
+
+
+def predict(config: Config, params, xs):
+    """``xs (context, B, 1)`` standardised -> next standardised value ``(B,)``."""
+    _, ys = jaxrnn.scan(CELLS[config.cell][1], params["cell"], xs)
+    return ys[-1] @ params["w_out"] + params["b_out"]
+
+
+def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
+    """Trains (or resumes) the RNN forecaster, scores it and the baselines on the test span."""
+    workdir = pathlib.Path(workdir)
+    times, values, unit = load_series(config.series)
+    n = len(values)
+    train_end = n - config.test_size
+    if config.context < 1:
+        raise train.ConfigError(f"context: expected a positive int, got {config.context}")
+    if config.test_size < 1 or train_end - config.context - config.val_size < 2 * config.context:
+        raise train.ConfigError(
+            f"test_size: {config.test_size} (with context={config.context}, "
+            f"val_size={config.val_size}) leaves too little of the {n} values of "
+            f"{config.series!r} to train on"
+        )
+    mean, std = values[:train_end].mean(), values[:train_end].std()
+    scaled = (values - mean) / std
+    # The RNN trains on targets before the validation span, which stays held out to watch it.
+    fit_end = train_end - config.val_size
+    train_xs, train_ys = windows(scaled, config.context, range(config.context, fit_end))
+    test_targets = range(train_end, n)
+    test_xs, _ = windows(scaled, config.context, test_targets)
+    val_targets = range(train_end - config.val_size, train_end)
+    val_xs, _ = windows(scaled, config.context, val_targets)
+    n_train = train_ys.shape[0]
+    batch_size = min(config.batch_size, n_train)
+    batches_per_epoch = n_train // batch_size
+    train_xs, train_ys = jnp.asarray(train_xs), jnp.asarray(train_ys)
+
+    init_key, data_key = jax.random.split(jax.random.key(config.seed))
+    params = init_params(init_key, config)
+    optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(config.lr))
+
+    def loss_fn(params, xs, ys):
+        return jnp.mean((predict(config, params, xs) - ys) ** 2)
+
+    @jax.jit
+    def train_step(state, step):
+        epoch, index = step // batches_per_epoch, step % batches_per_epoch
+        order = jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
+        batch = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
+        loss, grads = jax.value_and_grad(loss_fn)(
+            state["params"], train_xs[:, batch], train_ys[batch]
+        )
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "opt_state": opt_state}, {"loss": loss}
+
+    forecast = jax.jit(lambda params, xs: predict(config, params, xs))
+
+    def evaluate(state):
+        prediction = np.asarray(forecast(state["params"], val_xs), float) * std + mean
+        return {
+            "val_rmse": scores(prediction, values[val_targets.start : val_targets.stop])["rmse"]
+        }
+
+    result = train.fit(
+        workdir,
+        init_state={"params": params, "opt_state": optimizer.init(params)},
+        train_step=train_step,
+        num_steps=config.steps,
+        config=config,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        eval_fn=evaluate,
+        eval_every=config.eval_every,
+        items_per_step=batch_size,
+        item_name="windows",
+        callbacks=callbacks,
+        description=f"forecast {config.series} ({config.cell})",
+    )
+    if result.interrupted:
+        return {"interrupted": True, "step": result.step, "state": result.state}
+
+    truth = values[train_end:]
+    rnn = np.asarray(forecast(result.state["params"], jnp.asarray(test_xs)), float) * std + mean
+    persistence = values[train_end - 1 : n - 1]
+    order = choose_ar_order(values, config.context, train_end, config.val_size)
+    ar = ar_predict(values, fit_ar(values, order, train_end), test_targets)
+    errors = {
+        config.cell: scores(rnn, truth),
+        "persistence": scores(persistence, truth),
+        f"AR({order})": scores(ar, truth),
+    }
+    summary = {
+        "series": config.series,
+        "unit": unit,
+        "test_span": [float(times[train_end]), float(times[-1])],
+        "test_size": config.test_size,
+        "ar_order": order,
+        "errors": errors,
+    }
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_forecast(
+        times,
+        values,
+        train_end,
+        {config.cell: rnn, "persistence": persistence, f"AR({order})": ar},
+        errors,
+        unit,
+        workdir / "forecast.png",
+    )
+    print(f"one-step-ahead forecasts of {config.series}, {len(truth)} held-out values:")
+    for name, e in errors.items():
+        print(f"  {name:12s} RMSE {e['rmse']:8.3f}   MAE {e['mae']:8.3f}  ({unit})")
+    return {"interrupted": False, "state": result.state, **summary}
+
+
+def plot_forecast(times, values, train_end, predictions, errors, unit, path) -> None:
+    fig, ax = train.figure(size=(9.0, 4.2))
+    start = max(0, train_end - 2 * (len(values) - train_end))
+    ax.plot(times[start:], values[start:], color="k", lw=1.5, label="truth")
+    ax.axvline(times[train_end], color="gray", ls=":", lw=1)
+    styles = {"persistence": ":", "AR": "--"}
+    for name, prediction in predictions.items():
+        style = next((s for k, s in styles.items() if name.startswith(k)), "-")
+        ax.plot(
+            times[train_end:],
+            prediction,
+            style,
+            lw=1.3,
+            label=f"{name} (RMSE {errors[name]['rmse']:.2f})",
+        )
+    ax.set(xlabel="time", ylabel=unit, title="One-step-ahead forecasts on the held-out span")
+    ax.legend(fontsize=8)
+    train.save_figure(fig, path)
+
+
+def main(argv=None) -> int:
+    with train.user_errors("forecast"):
+        config, workdir = train.parse_run(
+            Config,
+            argv,
+            config=CONFIG,
+            workdir=pathlib.Path("runs/forecast"),
+            description=__doc__.splitlines()[0],
+        )
+        outcome = train_and_evaluate(config, workdir)
+    return 130 if outcome["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

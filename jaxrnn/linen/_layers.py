@@ -7,6 +7,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxrnn import _checks
 from jaxrnn._layer import CELLS, check_rates, run_layers
 from jaxrnn._stack import stack_init
 
@@ -35,7 +36,8 @@ class _Layer(nn.Module):
             carry: optional initial state, nested like the ``layers`` parameter.
             return_carry: also return the final state of every layer and direction.
             deterministic: disables dropout; overrides the attribute of the same name.
-                In training mode dropout draws from the ``'dropout'`` RNG stream.
+                One of the two must be set when the layer has dropout. In training
+                mode dropout draws from the ``'dropout'`` RNG stream.
 
         Returns:
             ``ys`` of shape ``(*batch, T, h * directions)`` (zero past each length),
@@ -43,6 +45,9 @@ class _Layer(nn.Module):
         """
         check_rates(self.dropout, self.recurrent_dropout)
         init, step = CELLS[self.kind]
+        if self.has_variable("params", "layers"):  # say "inputs", before Flax's shape check
+            existing = self.get_variable("params", "layers")[0][0].input_size
+            _checks.check_features(_checks.as_floating(inputs, "inputs"), existing, "inputs")
         layers = self.param(
             "layers",
             lambda key: stack_init(
@@ -56,9 +61,10 @@ class _Layer(nn.Module):
                 **self._options(),
             ),
         )
-        deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         key = None
-        if not deterministic and (self.dropout > 0 or self.recurrent_dropout > 0):
+        if (self.dropout > 0 or self.recurrent_dropout > 0) and not nn.merge_param(
+            "deterministic", self.deterministic, deterministic
+        ):
             if not self.has_rng("dropout"):
                 raise ValueError(
                     f"rngs: dropout={self.dropout} and recurrent_dropout={self.recurrent_dropout} "

@@ -25,6 +25,7 @@ baseline, while the gated cells solve the task. Plots in the work directory:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import sys
@@ -118,7 +119,7 @@ def train_cell(cell: str, config: Config, workdir, *, callbacks=()) -> train.Run
             jax.random.fold_in(data_key, step), config.batch_size, config.seq_len
         )
         loss, grads = jax.value_and_grad(loss_fn, argnums=1)(cell, state["params"], xs, targets)
-        norm = optax.global_norm(grads)
+        norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         state = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}
         clipped = jnp.minimum(norm, config.clip_norm)  # what clip_by_global_norm passes on
@@ -170,6 +171,7 @@ def train_and_evaluate(config: Config, workdir, *, cells=tuple(CELLS), callbacks
     return {"interrupted": False, "mse": mse}
 
 
+@functools.partial(jax.jit, static_argnames="cell")
 def grad_norms_over_time(cell: str, params, xs, targets):
     """Mean over the batch of ‖∂L/∂h_t‖ for the adding loss, shape ``(T,)``."""
 

@@ -301,7 +301,7 @@ def _check_corpus_identity(workdir: pathlib.Path, corpus: Corpus):
 def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
     """Trains (or resumes) a character model in ``workdir``.
 
-    Returns ``{"interrupted", "step", "val_bpc", "unigram_bpc", "sample"}``.
+    Returns ``{"interrupted", "step", "val_bpc", "unigram_bpc", "prompt", "sample", "state"}``.
     """
     workdir = pathlib.Path(workdir)
     corpus = load_corpus(config)
@@ -340,7 +340,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
         )(state["params"], carry, window[:-1], window[1:], key)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = {"loss": loss, "bpc": loss / jnp.log(2.0), "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "bpc": loss / jnp.log(2.0), "grad_norm": optax.tree.norm(grads)}
         return {"params": params, "opt_state": opt_state, "carry": carry}, metrics
 
     @jax.jit
@@ -390,14 +390,14 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
     )
     evals = train.read_metrics(workdir / "metrics.jsonl", split="eval")
     final = evals[-1]["val_bpc"] if evals else float("nan")
-    sample = ""
+    sample, prompt = "", "The " if set("The ") <= set(corpus.chars) else ""
     if not result.interrupted:
         sample = sample_text(
             result.state["params"],
             config,
             corpus,
-            "The ",
-            300,
+            prompt,
+            config.sample_length,
             config.temperature,
             seed=config.seed,
         )
@@ -407,6 +407,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
         "val_bpc": final,
         "unigram_bpc": baseline,
         "sample": sample,
+        "prompt": prompt,
         "state": result.state,
     }
 
@@ -472,7 +473,7 @@ def main(argv=None) -> int:
         f"\nvalidation: {outcome['val_bpc']:.3f} bits/char "
         f"(unigram baseline {outcome['unigram_bpc']:.3f})"
     )
-    print(f"sample (temperature {config.temperature}):\nThe {outcome['sample']}")
+    print(f"sample (temperature {config.temperature}):\n{outcome['prompt']}{outcome['sample']}")
     print(f"\nwork directory: {workdir}  (curves.png, metrics.jsonl, samples.txt)")
     print(f"more text: python examples/char_lm.py sample --workdir {workdir} --prompt 'The '")
     return 0

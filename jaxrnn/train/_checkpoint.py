@@ -42,7 +42,14 @@ class Checkpoints:
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
         )
         try:
-            self._manager = ocp.CheckpointManager(self.directory, options=options)
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=options,
+                item_handlers={
+                    "state": ocp.StandardCheckpointHandler(),
+                    "meta": ocp.JsonCheckpointHandler(),
+                },
+            )
         except Exception as error:
             raise CheckpointError(
                 f"checkpoint directory {str(self.directory)!r} cannot be opened: {error}"

@@ -187,6 +187,10 @@ def fit(
                             evaluate(step)
             except KeyboardInterrupt:
                 stop.requested = True
+            if count:  # the partial interval before an interruption is kept too
+                means = {k: float(v) / count for k, v in jax.device_get(acc).items()}
+                rate = count * items_per_step / max(time.perf_counter() - tick, 1e-9)
+                metrics.write(step, "train", **means, items_per_s=rate)
             interrupted = stop.requested and step < num_steps
         save(step)
         if interrupted:

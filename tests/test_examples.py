@@ -1,0 +1,302 @@
+"""Every example end to end on a tiny config: trains, checkpoints, resumes, plots."""
+
+import dataclasses
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxrnn import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+
+import adding  # noqa: E402
+import char_lm  # noqa: E402
+import classify  # noqa: E402
+import forecast  # noqa: E402
+
+TINY_LM = [
+    "embed_size=8",
+    "hidden_size=16",
+    "seq_len=12",
+    "batch_size=4",
+    "steps=10",
+    "eval_every=5",
+    "log_every=2",
+    "checkpoint_every=4",
+    "sample_length=20",
+]
+
+
+def lm_config(*overrides):
+    return train.load_config(char_lm.Config, char_lm.CONFIG, [*TINY_LM, *overrides])
+
+
+def _interrupt_at(stop_step):
+    def callback(step, state, metrics):
+        del state, metrics
+        if step == stop_step:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def _snapshot(directory: pathlib.Path):
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+def _assert_same_tree(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_configs_load_with_their_schemas():
+    for module in (char_lm, adding, classify, forecast):
+        train.load_config(module.Config, module.CONFIG)
+
+
+def test_char_lm_trains_resumes_and_samples(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat. " * 40)
+    config = lm_config(f"text_path={text}", "cell=gru", "num_layers=2", "dropout=0.1")
+    out = char_lm.train_and_evaluate(config, tmp_path / "run")
+    assert not out["interrupted"] and out["step"] == 10
+    assert out["val_bpc"] < out["unigram_bpc"] + 1.0
+    for name in ("curves.png", "metrics.jsonl", "config.json", "vocab.json", "samples.txt"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["10", "4", "8"]
+
+    # Running again resumes at the end and changes nothing; more steps continue it.
+    again = char_lm.train_and_evaluate(config, tmp_path / "run")
+    assert again["step"] == 10
+    _assert_same_tree(again["state"], out["state"])
+    longer = char_lm.train_and_evaluate(dataclasses.replace(config, steps=12), tmp_path / "run")
+    assert longer["step"] == 12
+
+    capsys.readouterr()
+    code = char_lm.main(
+        [
+            "sample",
+            "--workdir",
+            str(tmp_path / "run"),
+            "--prompt",
+            "the c",
+            "--length",
+            "40",
+            "--temperature",
+            "0.5",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0 and printed.startswith("the c") and len(printed.rstrip("\n")) >= 45
+    assert set(printed) <= set("the cat sat on the mat. \n")
+
+
+def test_char_lm_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    config = lm_config("steps=14")  # the default corpus: Python's own documentation
+    straight = char_lm.train_and_evaluate(config, tmp_path / "straight")
+    stopped = char_lm.train_and_evaluate(config, tmp_path / "resumed", callbacks=[_interrupt_at(6)])
+    assert stopped["interrupted"] and stopped["step"] == 6
+    resumed = char_lm.train_and_evaluate(config, tmp_path / "resumed")
+    assert resumed["step"] == 14
+    # Parameters, Adam moments and the carried TBPTT state all match exactly.
+    _assert_same_tree(resumed["state"], straight["state"])
+    assert resumed["sample"] == straight["sample"]
+
+
+def test_char_lm_bad_input_is_a_clear_error_and_loses_nothing(tmp_path, capsys):
+    def run(*overrides):
+        with pytest.raises(SystemExit) as info:
+            char_lm.main(["--workdir", str(tmp_path / "run"), *TINY_LM, *overrides])
+        assert info.value.code == 2
+        return capsys.readouterr().err
+
+    assert "text_path: the file" in run(f"text_path={tmp_path / 'missing.txt'}")
+    (tmp_path / "empty.txt").write_text("")
+    assert "is empty" in run(f"text_path={tmp_path / 'empty.txt'}")
+    (tmp_path / "short.txt").write_text("too short")
+    assert "has 9 characters; at least" in run(f"text_path={tmp_path / 'short.txt'}")
+    assert "hidden_sise: unknown key (did you mean 'hidden_size'?)" in run("hidden_sise=3")
+    assert "steps: expected int, got str 'lots'" in run("steps=lots")
+
+    assert char_lm.main(["--workdir", str(tmp_path / "run"), *TINY_LM, "steps=4"]) == 0
+    before = _snapshot(tmp_path / "run")
+    assert "hidden_size: the checkpoint" in run("steps=6", "hidden_size=32")
+    (tmp_path / "other.txt").write_text("a different text entirely. " * 40)
+    assert "the text differs" in run("steps=6", f"text_path={tmp_path / 'other.txt'}")
+    assert _snapshot(tmp_path / "run") == before
+
+    # A corrupt checkpoint: a clear error, and the files stay as they were.
+    for path in (tmp_path / "run" / "checkpoints" / "4").rglob("*"):
+        if path.is_file() and path.suffix != ".txt" and path.stat().st_size > 0:
+            path.write_bytes(b"not a checkpoint")
+    before = _snapshot(tmp_path / "run")
+    assert "cannot be read" in run("steps=6")
+    with pytest.raises(SystemExit):
+        char_lm.main(["sample", "--workdir", str(tmp_path / "run")])
+    assert "cannot be read" in capsys.readouterr().err
+    assert _snapshot(tmp_path / "run") == before
+    with pytest.raises(SystemExit):
+        char_lm.main(["sample", "--workdir", str(tmp_path / "nothing-here")])
+    assert "train a model" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path):
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(ROOT / "examples" / "char_lm.py"),
+        "--workdir",
+        str(workdir),
+        *TINY_LM,
+        "steps=100000",
+        "log_every=1",
+        "eval_every=100000",
+        "checkpoint_every=100000",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 240
+    metrics = workdir / "metrics.jsonl"
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert proc.poll() is None, proc.communicate()[0].decode()
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=240)[0].decode()
+    assert proc.returncode == 130, output
+    assert "Interrupted: saved a checkpoint at step" in output and "Traceback" not in output
+    (saved,) = os.listdir(workdir / "checkpoints")
+    assert int(saved) >= 2
+
+    command[command.index("steps=100000")] = f"steps={int(saved) + 2}"
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Resuming from the checkpoint at step {saved}" in done.stdout
+    assert "bits/char" in done.stdout
+
+
+def test_adding_problem_runs_resumes_and_plots(tmp_path):
+    config = train.load_config(
+        adding.Config,
+        adding.CONFIG,
+        [
+            "seq_len=8",
+            "hidden_size=8",
+            "batch_size=8",
+            "steps=6",
+            "eval_size=16",
+            "eval_every=3",
+            "log_every=2",
+            "checkpoint_every=4",
+        ],
+    )
+    stopped = adding.train_and_evaluate(config, tmp_path, callbacks=[_interrupt_at(3)])
+    assert stopped["interrupted"]
+    out = adding.train_and_evaluate(config, tmp_path)
+    assert set(out["mse"]) == {"rnn", "lstm", "gru"}
+    for name in (
+        "loss.png",
+        "hidden_grad_norms.png",
+        "rnn_gain.png",
+        "clipping.png",
+        "summary.json",
+        "rnn/curves.png",
+        "lstm/checkpoints/6",
+    ):
+        assert (tmp_path / name).exists(), name
+
+
+def test_make_batch_is_the_adding_problem():
+    xs, targets = adding.make_batch(jax.random.key(0), 500, 20)
+    values, markers = np.asarray(xs[..., 0]), np.asarray(xs[..., 1])
+    assert xs.shape == (20, 500, 2) and (markers[:10].sum(0) == 1).all()
+    assert (markers[10:].sum(0) == 1).all()
+    np.testing.assert_allclose(targets, (values * markers).sum(0), rtol=1e-6)
+    assert abs(float(np.mean((targets - 1.0) ** 2)) - 1 / 6) < 0.03  # the 0.167 baseline
+
+
+def test_adding_problem_gates_beat_the_vanishing_gradient(tmp_path):
+    """At T = 60 the tanh RNN stays at the baseline while the LSTM and GRU learn."""
+    config = train.load_config(
+        adding.Config,
+        adding.CONFIG,
+        [
+            "seq_len=60",
+            "hidden_size=32",
+            "steps=400",
+            "lr=0.005",
+            "eval_size=500",
+            "eval_every=400",
+            "log_every=100",
+            "checkpoint_every=400",
+        ],
+    )
+    mse = adding.train_and_evaluate(config, tmp_path)["mse"]
+    assert mse["rnn"] > 0.12, mse
+    assert mse["lstm"] < 0.06 and mse["gru"] < 0.06, mse
+
+
+def test_classifier_trains_resumes_and_plots(tmp_path):
+    config = train.load_config(
+        classify.Config,
+        classify.CONFIG,
+        [
+            "hidden_size=16",
+            "num_layers=2",
+            "dropout=0.1",
+            "steps=40",
+            "eval_every=20",
+            "log_every=10",
+            "checkpoint_every=15",
+            "lr=0.01",
+        ],
+    )
+    stopped = classify.train_and_evaluate(config, tmp_path, callbacks=[_interrupt_at(20)])
+    assert stopped["interrupted"]
+    out = classify.train_and_evaluate(config, tmp_path)
+    assert out["step"] == 40 and out["test_accuracy"] > 0.5  # chance is 0.1
+    assert (tmp_path / "confusion.png").exists() and (tmp_path / "curves.png").exists()
+
+
+@pytest.mark.parametrize("series", ["sunspots", "co2"])
+def test_forecaster_trains_resumes_and_beats_nothing_silly(tmp_path, series):
+    config = train.load_config(
+        forecast.Config,
+        forecast.CONFIG,
+        [
+            f"series={series}",
+            "hidden_size=8",
+            "steps=20",
+            "eval_every=10",
+            "log_every=5",
+            "checkpoint_every=8",
+            "context=12",
+        ],
+    )
+    stopped = forecast.train_and_evaluate(config, tmp_path, callbacks=[_interrupt_at(9)])
+    assert stopped["interrupted"]
+    out = forecast.train_and_evaluate(config, tmp_path)
+    errors = out["errors"]
+    assert set(errors) == {"gru", "persistence", f"AR({out['ar_order']})"}
+    assert all(np.isfinite(e["rmse"]) for e in errors.values())
+    assert (tmp_path / "forecast.png").exists()
+
+
+def test_ar_baseline_recovers_a_known_process():
+    rng = np.random.default_rng(0)
+    values = np.zeros(2000)
+    for t in range(2, 2000):
+        values[t] = 0.5 + 0.6 * values[t - 1] - 0.3 * values[t - 2] + 0.1 * rng.normal()
+    coef = forecast.fit_ar(values, 2, 2000)
+    np.testing.assert_allclose(coef, [0.5, 0.6, -0.3], atol=0.03)
+    assert forecast.choose_ar_order(values, 6, 2000, 300) >= 2

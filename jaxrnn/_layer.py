@@ -14,6 +14,25 @@ from jaxrnn._stack import _check_rate, stack_scan
 CELLS = {"rnn": (rnn_init, rnn_step), "lstm": (lstm_init, lstm_step), "gru": (gru_init, gru_step)}
 
 
+# kind -> the cell options its init takes, with their defaults
+OPTIONS = {
+    "rnn": {"activation": "tanh", "dtype": jnp.float32},
+    "lstm": {"forget_bias": 1.0, "dtype": jnp.float32},
+    "gru": {"reset_after": False, "dtype": jnp.float32},
+}
+
+
+def cell_options(kind, given: dict, owner: str) -> dict:
+    """``given`` over the defaults of ``kind``; an unknown option is a ``TypeError``."""
+    unknown = sorted(set(given) - set(OPTIONS[kind]))
+    if unknown:
+        raise TypeError(
+            f"{owner}: unexpected option {unknown[0]!r}; its cell options are "
+            f"{', '.join(OPTIONS[kind])}"
+        )
+    return OPTIONS[kind] | given
+
+
 def check_rates(dropout, recurrent_dropout):
     _check_rate(dropout, "dropout")
     _check_rate(recurrent_dropout, "recurrent_dropout")

@@ -188,6 +188,11 @@ def test_module_bad_input():
     variables = linen.init(jax.random.key(0), jnp.ones((2, 6, D)))
     with pytest.raises(ValueError, match="inputs: expected feature size 3"):
         linen.apply(variables, jnp.ones((2, 6, D + 2)))
+    with pytest.raises(
+        TypeError,
+        match="LSTM: unexpected option 'reset_after'; its cell options are forget_bias, dtype",
+    ):
+        jaxrnn.nnx.LSTM(D, H, reset_after=True, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"rngs: expected nnx\.Rngs to initialise the parameters"):
         jaxrnn.nnx.LSTM(D, H)
 

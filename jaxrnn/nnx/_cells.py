@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 from flax import nnx
 
 from jaxrnn._carry import initial_carry
-from jaxrnn._layer import CELLS
+from jaxrnn._layer import CELLS, cell_options
 from jaxrnn.nnx._variables import unwrap, wrap
 
 
@@ -15,6 +14,7 @@ class _Cell(nnx.Module):
 
     def __init__(self, in_features, hidden_features, *, params=None, rngs=None, **options):
         init, _ = CELLS[self.kind]
+        options = cell_options(self.kind, options, type(self).__name__)
         if params is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")
@@ -41,6 +41,9 @@ class _Cell(nnx.Module):
 class RNNCell(_Cell):
     """Vanilla RNN cell; equations in :func:`jaxrnn.rnn_step`.
 
+    ``RNNCell(in_features, hidden_features, *, activation="tanh", dtype=float32,
+    params=None, rngs=None)``.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from flax import nnx
@@ -53,71 +56,22 @@ class RNNCell(_Cell):
 
     kind = "rnn"
 
-    def __init__(
-        self,
-        in_features,
-        hidden_features,
-        *,
-        activation="tanh",
-        dtype=jnp.float32,
-        params=None,
-        rngs=None,
-    ):
-        super().__init__(
-            in_features,
-            hidden_features,
-            params=params,
-            rngs=rngs,
-            activation=activation,
-            dtype=dtype,
-        )
-
 
 class LSTMCell(_Cell):
-    """LSTM cell; equations in :func:`jaxrnn.lstm_step`, carry a :class:`jaxrnn.LSTMState`."""
+    """LSTM cell; equations in :func:`jaxrnn.lstm_step`, carry a :class:`jaxrnn.LSTMState`.
+
+    ``LSTMCell(in_features, hidden_features, *, forget_bias=1.0, dtype=float32,
+    params=None, rngs=None)``.
+    """
 
     kind = "lstm"
 
-    def __init__(
-        self,
-        in_features,
-        hidden_features,
-        *,
-        forget_bias=1.0,
-        dtype=jnp.float32,
-        params=None,
-        rngs=None,
-    ):
-        super().__init__(
-            in_features,
-            hidden_features,
-            params=params,
-            rngs=rngs,
-            forget_bias=forget_bias,
-            dtype=dtype,
-        )
-
 
 class GRUCell(_Cell):
-    """GRU cell; equations in :func:`jaxrnn.gru_step`."""
+    """GRU cell; equations in :func:`jaxrnn.gru_step`.
+
+    ``GRUCell(in_features, hidden_features, *, reset_after=False, dtype=float32,
+    params=None, rngs=None)``.
+    """
 
     kind = "gru"
-
-    def __init__(
-        self,
-        in_features,
-        hidden_features,
-        *,
-        reset_after=False,
-        dtype=jnp.float32,
-        params=None,
-        rngs=None,
-    ):
-        super().__init__(
-            in_features,
-            hidden_features,
-            params=params,
-            rngs=rngs,
-            reset_after=reset_after,
-            dtype=dtype,
-        )

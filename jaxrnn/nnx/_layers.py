@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 from flax import nnx
 
+from jaxrnn import _layer
 from jaxrnn._layer import CELLS, check_rates, run_layers
 from jaxrnn._stack import _check_layers, stack_init
 from jaxrnn.nnx._variables import unwrap, wrap
@@ -29,6 +29,7 @@ class _Layer(nnx.Module):
     ):
         check_rates(dropout, recurrent_dropout)
         init, _ = CELLS[self.kind]
+        cell_options = _layer.cell_options(self.kind, cell_options, type(self).__name__)
         if layers is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")
@@ -115,10 +116,15 @@ class _Layer(nnx.Module):
 
 _DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional.
 
-    The cell computes :func:`jaxrnn.{kind}_step`.
+    ``{cls}(in_features, hidden_features, *, num_layers=1, bidirectional=False,
+    dropout=0.0, recurrent_dropout=0.0, time_major=False, layers=None, rngs=None,
+    **cell_options)``, with the cell options ``{options}`` of
+    :func:`jaxrnn.{kind}_init`; the cell computes :func:`jaxrnn.{kind}_step`.
+
     A thin holder of the functional ``layers``: the call is :func:`jaxrnn.stack_scan`
-    on batch-major inputs. Dropout follows NNX's ``model.train()`` / ``model.eval()``
-    switch and takes its key from the ``rngs`` passed to the call.
+    on batch-major inputs. ``layers=`` uses given parameters instead of
+    initialising (see :meth:`from_layers`). Dropout follows NNX's ``model.train()``
+    / ``model.eval()`` switch and takes its key from the ``rngs`` passed to the call.
 
     Example:
         >>> import jax.numpy as jnp
@@ -132,102 +138,21 @@ _DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional.
 
 
 class RNN(_Layer):
-    __doc__ = _DOC.format(title="Vanilla RNN", kind="rnn", cls="RNN")
+    __doc__ = _DOC.format(
+        title="Vanilla RNN", kind="rnn", cls="RNN", options="activation='tanh', dtype=float32"
+    )
     kind = "rnn"
-
-    def __init__(
-        self,
-        in_features,
-        hidden_features,
-        *,
-        num_layers=1,
-        bidirectional=False,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        activation="tanh",
-        dtype=jnp.float32,
-        time_major=False,
-        layers=None,
-        rngs=None,
-    ):
-        super().__init__(
-            in_features,
-            hidden_features,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            time_major=time_major,
-            layers=layers,
-            rngs=rngs,
-            activation=activation,
-            dtype=dtype,
-        )
 
 
 class LSTM(_Layer):
-    __doc__ = _DOC.format(title="LSTM", kind="lstm", cls="LSTM")
+    __doc__ = _DOC.format(
+        title="LSTM", kind="lstm", cls="LSTM", options="forget_bias=1.0, dtype=float32"
+    )
     kind = "lstm"
-
-    def __init__(
-        self,
-        in_features,
-        hidden_features,
-        *,
-        num_layers=1,
-        bidirectional=False,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        forget_bias=1.0,
-        dtype=jnp.float32,
-        time_major=False,
-        layers=None,
-        rngs=None,
-    ):
-        super().__init__(
-            in_features,
-            hidden_features,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            time_major=time_major,
-            layers=layers,
-            rngs=rngs,
-            forget_bias=forget_bias,
-            dtype=dtype,
-        )
 
 
 class GRU(_Layer):
-    __doc__ = _DOC.format(title="GRU", kind="gru", cls="GRU")
+    __doc__ = _DOC.format(
+        title="GRU", kind="gru", cls="GRU", options="reset_after=False, dtype=float32"
+    )
     kind = "gru"
-
-    def __init__(
-        self,
-        in_features,
-        hidden_features,
-        *,
-        num_layers=1,
-        bidirectional=False,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        reset_after=False,
-        dtype=jnp.float32,
-        time_major=False,
-        layers=None,
-        rngs=None,
-    ):
-        super().__init__(
-            in_features,
-            hidden_features,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            time_major=time_major,
-            layers=layers,
-            rngs=rngs,
-            reset_after=reset_after,
-            dtype=dtype,
-        )

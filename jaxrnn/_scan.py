@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn import _checks
+from jaxrnn import _checks, _fused
 from jaxrnn._carry import initial_carry
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
@@ -110,25 +111,39 @@ def scan(
         _check_batch_leading(carry, batch, "carry", "resets")
 
     carry0 = carry
-
-    def body(carry, inputs):
-        x, keep, reset = inputs
-        if reset is not None:
-            carry = _select(reset, carry0, carry)
-        new_carry, y = step(params, carry, x)
-        if keep is not None:
-            new_carry = _select(keep, new_carry, carry)
-            y = jax.tree.map(lambda leaf: _where(keep, leaf, jnp.zeros_like(leaf)), y)
-        return new_carry, y
-
     inputs = (xs, valid, resets)
+    cell = _fused.lookup(step, params)
+    if cell is not None:
+        # The step's own trace-time checks, with its messages; the fused gradient
+        # below would otherwise skip them.
+        jax.eval_shape(functools.partial(step, params), carry, xs[0])
+
+        def loop(carry, inputs):
+            x, keep, reset = inputs
+            return _fused.scan(cell, params, carry, carry0, x, keep, reset, reverse, unroll)
+
+    else:
+
+        def body(carry, inputs):
+            x, keep, reset = inputs
+            if reset is not None:
+                carry = _select(reset, carry0, carry)
+            new_carry, y = step(params, carry, x)
+            if keep is not None:
+                new_carry = _select(keep, new_carry, carry)
+                y = jax.tree.map(lambda leaf: _where(keep, leaf, jnp.zeros_like(leaf)), y)
+            return new_carry, y
+
+        def loop(carry, inputs):
+            return lax.scan(body, carry, inputs, reverse=reverse, unroll=unroll)
+
     if remat and length > 1:
-        return _chunked_remat_scan(body, carry, inputs, length, reverse, unroll)
-    return lax.scan(body, carry, inputs, reverse=reverse, unroll=unroll)
+        return _chunked_remat_scan(loop, carry, inputs, length, reverse)
+    return loop(carry, inputs)
 
 
-def _chunked_remat_scan(body, carry, inputs, length, reverse, unroll):
-    """``lax.scan(body, ...)`` with sqrt(T) checkpointing (Chen et al. 2016).
+def _chunked_remat_scan(loop, carry, inputs, length, reverse):
+    """``loop(carry, inputs)`` (a scan over time) with sqrt(T) checkpointing (Chen et al. 2016).
 
     The outer scan runs over chunks of ``k = ceil(sqrt(T))`` steps and keeps only
     each chunk's incoming carry; a chunk's activations are rebuilt in the
@@ -137,10 +152,7 @@ def _chunked_remat_scan(body, carry, inputs, length, reverse, unroll):
     k = math.isqrt(length - 1) + 1
     n = length // k
 
-    def run(carry, chunk):
-        return lax.scan(body, carry, chunk, reverse=reverse, unroll=unroll)
-
-    run = jax.checkpoint(run, prevent_cse=False)
+    run = jax.checkpoint(loop, prevent_cse=False)
     head = jax.tree.map(lambda a: a[: n * k].reshape((n, k, *a.shape[1:])), inputs)
     tail = jax.tree.map(lambda a: a[n * k :], inputs)
     has_tail = n * k < length

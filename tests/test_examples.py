@@ -200,9 +200,17 @@ def test_adding_problem_runs_resumes_and_plots(tmp_path):
             "checkpoint_every=4",
         ],
     )
-    stopped = adding.train_and_evaluate(config, tmp_path, callbacks=[_interrupt_at(3)])
+    calls = []
+
+    def interrupt_in_the_last_cell(step, state, metrics):
+        calls.append(step)
+        if len(calls) == 6 + 6 + 3:  # rnn and lstm done, gru at step 3
+            raise KeyboardInterrupt
+
+    stopped = adding.train_and_evaluate(config, tmp_path, callbacks=[interrupt_in_the_last_cell])
     assert stopped["interrupted"]
-    out = adding.train_and_evaluate(config, tmp_path)
+    assert sorted(os.listdir(tmp_path / "gru" / "checkpoints")) == ["3"]
+    out = adding.train_and_evaluate(config, tmp_path)  # rnn, lstm: already done; gru resumes
     assert set(out["mse"]) == {"rnn", "lstm", "gru"}
     for name in (
         "loss.png",

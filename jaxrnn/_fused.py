@@ -237,18 +237,29 @@ def scan(cell, params, carry, carry0, xs, keep, reset, reverse, unroll):
     return _scan(cell, reverse, unroll, params, carry, carry0, xs, keep, reset)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _scan(cell, reverse, unroll, params, carry, carry0, xs, keep, reset):
+def masked_body(step, params, carry0):
+    """The body of ``jaxrnn.scan``'s loop: ``step`` with resets before it and lengths after.
+
+    The body takes ``(carry, (x, keep, reset))``; ``keep`` and ``reset`` are
+    ``None`` or bool masks of the batch shape.
+    """
+
     def body(carry, inputs):
         x, keep, reset = inputs
         if reset is not None:
             carry = _select(reset, carry0, carry)
-        new, y = cell.step(params, carry, x)
+        new, y = step(params, carry, x)
         if keep is not None:
             new = _select(keep, new, carry)
-            y = _where(keep, y, jnp.zeros_like(y))
+            y = jax.tree.map(lambda leaf: _where(keep, leaf, jnp.zeros_like(leaf)), y)
         return new, y
 
+    return body
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _scan(cell, reverse, unroll, params, carry, carry0, xs, keep, reset):
+    body = masked_body(cell.step, params, carry0)
     return lax.scan(body, carry, (xs, keep, reset), reverse=reverse, unroll=unroll)
 
 

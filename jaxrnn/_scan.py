@@ -72,6 +72,16 @@ def scan(
     Returns:
         ``(final_carry, ys)`` with ``ys`` of shape ``(T, *batch, h)``.
 
+    With a built-in step (:func:`jaxrnn.rnn_step`, :func:`jaxrnn.lstm_step`,
+    :func:`jaxrnn.gru_step`) the reverse-mode gradient is a hand-written
+    backward pass through time: its loop carries only the carry's cotangent and
+    the weight gradients are single matmuls over all steps, which is faster
+    than differentiating each step. Values and gradients are those of the
+    plain loop. Being a ``jax.custom_vjp``, it has no forward mode: for
+    ``jax.jvp`` or ``jax.jacfwd``, pass the step wrapped in a function of your
+    own (``lambda p, c, x: jaxrnn.lstm_step(p, c, x)``), which runs the plain
+    ``lax.scan`` and supports every mode.
+
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p = jaxrnn.gru_init(jax.random.key(0), 3, 5)
@@ -116,23 +126,15 @@ def scan(
     if cell is not None:
         # The step's own trace-time checks, with its messages; the fused gradient
         # below would otherwise skip them.
-        jax.eval_shape(functools.partial(step, params), carry, xs[0])
+        x = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
+        jax.eval_shape(functools.partial(step, params), carry, x)
 
         def loop(carry, inputs):
             x, keep, reset = inputs
             return _fused.scan(cell, params, carry, carry0, x, keep, reset, reverse, unroll)
 
     else:
-
-        def body(carry, inputs):
-            x, keep, reset = inputs
-            if reset is not None:
-                carry = _select(reset, carry0, carry)
-            new_carry, y = step(params, carry, x)
-            if keep is not None:
-                new_carry = _select(keep, new_carry, carry)
-                y = jax.tree.map(lambda leaf: _where(keep, leaf, jnp.zeros_like(leaf)), y)
-            return new_carry, y
+        body = _fused.masked_body(step, params, carry0)
 
         def loop(carry, inputs):
             return lax.scan(body, carry, inputs, reverse=reverse, unroll=unroll)
@@ -167,15 +169,6 @@ def _chunked_remat_scan(loop, carry, inputs, length, reverse):
     if has_tail:
         ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, ys_tail)
     return carry, ys
-
-
-def _where(mask, a, b):
-    mask = mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
-    return jnp.where(mask, a, b)
-
-
-def _select(mask, a, b):
-    return jax.tree.map(lambda x, y: _where(mask, x, y), a, b)
 
 
 def _check_batch_leading(carry, batch, name, option):

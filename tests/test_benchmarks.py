@@ -23,3 +23,9 @@ def test_suite_runs_and_writes_results(tmp_path):
     assert memory["T"] == 9 and memory["remat"]["peak_bytes"] > 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Targets" in text and "jaxrnn" in text
+
+
+def test_profile_runs():
+    profile = pytest.importorskip("benchmarks.profile")
+    rows = profile.main(["--cell", "gru", "--mode", "train", "--shape", "2,3,4", "--top", "3"])
+    assert rows and all(ms >= 0 for _, ms, _ in rows)

@@ -10,10 +10,11 @@ rows, after the loop. The forward pass saves the gate activations it has already
 computed, so the backward loop evaluates no sigmoid or tanh.
 
 The primal (no gradient) is ``lax.scan`` of the built-in step itself, so
-forward values are the step's exactly. The forward rule repeats the step's gate
-equations (to keep the activations) and each cell's ``backward`` is their
-derivative; ``tests/test_fused.py`` holds both to ``lax.scan`` of the step, in
-values and gradients, for every cell and every option of :func:`jaxrnn.scan`.
+forward values are the step's exactly. The forward rule calls the function that
+the step itself wraps (``lstm_cell``, ``gru_cell``), which also returns the
+activations, so the equations are written once; each cell's ``backward`` is
+their derivative, and ``tests/test_fused.py`` holds the gradients to those of
+``lax.scan`` of the step for every cell and every option of :func:`jaxrnn.scan`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn._gru import GRUParams, gru_step
-from jaxrnn._lstm import LSTMParams, LSTMState, lstm_step
-from jaxrnn._pytree import bias
+from jaxrnn._gru import GRUParams, gru_cell, gru_step
+from jaxrnn._lstm import LSTMParams, LSTMState, lstm_cell, lstm_step
 from jaxrnn._rnn import RNNParams, rnn_step
 
 
@@ -93,17 +93,6 @@ def _rnn_param_grads(params, xs, h_ins, residuals, dgs):
 # LSTM ----------------------------------------------------------------------------------
 
 
-def _lstm_forward(params, carry, x):
-    # lstm_step's equations (see _lstm.py), keeping the activations.
-    gates = x @ params.w_x + carry.h @ params.w_h + bias(params.b, x)
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-    c = f * carry.c + i * g
-    tanh_c = jnp.tanh(c)
-    h = o * tanh_c
-    return LSTMState(h=h, c=c), h, (i, f, g, o, tanh_c)
-
-
 def _lstm_backward(params, residuals, carry_in, d_carry, dy):
     i, f, g, o, tanh_c = residuals
     dh = d_carry.h + dy
@@ -131,24 +120,8 @@ def _lstm_param_grads(params, xs, carries_in, residuals, dgs):
 
 
 def _gru_forward(params, h, x):
-    # gru_step's equations (see _gru.py), keeping the activations.
-    n = params.hidden_size
-    gx = x @ params.w_x + bias(params.b_x, x)
-    if params.reset_after:
-        gh = h @ params.w_h + bias(params.b_h, x)
-        r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n]), 2, axis=-1)
-        gh_n = gh[..., 2 * n :]
-        candidate = jnp.tanh(gx[..., 2 * n :] + r * gh_n)
-        residuals = (r, z, candidate, gh_n)
-    else:
-        gh = h @ params.w_h[:, : 2 * n] + bias(params.b_h[: 2 * n], x)
-        r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh), 2, axis=-1)
-        candidate = jnp.tanh(
-            gx[..., 2 * n :] + (r * h) @ params.w_h[:, 2 * n :] + bias(params.b_h[2 * n :], x)
-        )
-        residuals = (r, z, candidate)
-    new = z * h + (1 - z) * candidate
-    return new, new, residuals
+    new, activations = gru_cell(params, h, x)
+    return new, new, activations
 
 
 def _gru_backward(params, residuals, h_in, dh, dy):
@@ -190,7 +163,7 @@ def _gru_param_grads(params, xs, h_ins, residuals, dgs):
 
 
 _CELLS = {
-    LSTMParams: Cell(lstm_step, _lstm_forward, _lstm_backward, _lstm_param_grads),
+    LSTMParams: Cell(lstm_step, lstm_cell, _lstm_backward, _lstm_param_grads),
     GRUParams: Cell(gru_step, _gru_forward, _gru_backward, _gru_param_grads),
     RNNParams: Cell(rnn_step, _rnn_forward, _rnn_backward, _rnn_param_grads),
 }

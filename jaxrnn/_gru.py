@@ -87,6 +87,17 @@ def gru_step(params: GRUParams, carry: jax.Array, x: jax.Array, *, recurrent_mas
         >>> y.shape
         (2, 5)
     """
+    h, _ = gru_cell(params, carry, x, recurrent_mask)
+    return h, h
+
+
+def gru_cell(params: GRUParams, carry: jax.Array, x: jax.Array, recurrent_mask=None):
+    """:func:`gru_step`'s ``H_t``, with the activations ``(R_t, Z_t, H~_t[, H_{t-1} W_hn + b_hn])``.
+
+    The one place the GRU equations are written; the fused gradient of
+    :func:`jaxrnn.scan` keeps these activations for its backward pass (the last
+    one only with ``reset_after=True``).
+    """
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
@@ -96,15 +107,18 @@ def gru_step(params: GRUParams, carry: jax.Array, x: jax.Array, *, recurrent_mas
     if params.reset_after:
         gh = h_in @ params.w_h + bias(params.b_h, x)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n]), 2, axis=-1)
-        candidate = jnp.tanh(gx[..., 2 * n :] + r * gh[..., 2 * n :])
+        gh_n = gh[..., 2 * n :]
+        candidate = jnp.tanh(gx[..., 2 * n :] + r * gh_n)
+        activations = (r, z, candidate, gh_n)
     else:
         gh = h_in @ params.w_h[:, : 2 * n] + bias(params.b_h[: 2 * n], x)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh), 2, axis=-1)
         candidate = jnp.tanh(
             gx[..., 2 * n :] + (r * h_in) @ params.w_h[:, 2 * n :] + bias(params.b_h[2 * n :], x)
         )
+        activations = (r, z, candidate)
     h = z * carry + (1 - z) * candidate
-    return h, h
+    return h, activations
 
 
 @initial_carry.register

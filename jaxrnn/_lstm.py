@@ -92,6 +92,16 @@ def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_m
         >>> ys.shape
         (7, 2, 5)
     """
+    state, h, _ = lstm_cell(params, carry, x, recurrent_mask)
+    return state, h
+
+
+def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask=None):
+    """:func:`lstm_step`, also returning the activations ``(i, f, g, o, tanh(C_t))``.
+
+    The one place the LSTM equations are written; the fused gradient of
+    :func:`jaxrnn.scan` keeps these activations for its backward pass.
+    """
     if not isinstance(carry, LSTMState):
         raise TypeError(f"carry: expected a jaxrnn.LSTMState(h, c), got {type(carry).__name__}")
     x = _checks.check_step_args(
@@ -104,9 +114,11 @@ def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_m
     h_in = _checks.masked(carry.h, recurrent_mask)
     gates = x @ params.w_x + h_in @ params.w_h + bias(params.b, x)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return LSTMState(h=h, c=c), h
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * carry.c + i * g
+    tanh_c = jnp.tanh(c)
+    h = o * tanh_c
+    return LSTMState(h=h, c=c), h, (i, f, g, o, tanh_c)
 
 
 @initial_carry.register

@@ -274,16 +274,15 @@ def plot_all(config: Config, workdir: pathlib.Path, trained: dict) -> None:
 
 
 def main(argv=None) -> int:
-    with train.user_errors("adding"):
-        config, workdir = train.parse_run(
-            Config,
-            argv,
-            config=CONFIG,
-            workdir=pathlib.Path("runs/adding"),
-            description=__doc__.splitlines()[0],
-        )
-        outcome = train_and_evaluate(config, workdir)
-    return 130 if outcome["interrupted"] else 0
+    return train.run_main(
+        Config,
+        train_and_evaluate,
+        argv,
+        name="adding",
+        config=CONFIG,
+        workdir=pathlib.Path("runs/adding"),
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

@@ -209,16 +209,15 @@ def plot_confusion(confusion: np.ndarray, accuracy: float, path) -> None:
 
 
 def main(argv=None) -> int:
-    with train.user_errors("classify"):
-        config, workdir = train.parse_run(
-            Config,
-            argv,
-            config=CONFIG,
-            workdir=pathlib.Path("runs/classify"),
-            description=__doc__.splitlines()[0],
-        )
-        outcome = train_and_evaluate(config, workdir)
-    return 130 if outcome["interrupted"] else 0
+    return train.run_main(
+        Config,
+        train_and_evaluate,
+        argv,
+        name="classify",
+        config=CONFIG,
+        workdir=pathlib.Path("runs/classify"),
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

@@ -262,16 +262,15 @@ def plot_forecast(times, values, train_end, predictions, errors, unit, path) -> 
 
 
 def main(argv=None) -> int:
-    with train.user_errors("forecast"):
-        config, workdir = train.parse_run(
-            Config,
-            argv,
-            config=CONFIG,
-            workdir=pathlib.Path("runs/forecast"),
-            description=__doc__.splitlines()[0],
-        )
-        outcome = train_and_evaluate(config, workdir)
-    return 130 if outcome["interrupted"] else 0
+    return train.run_main(
+        Config,
+        train_and_evaluate,
+        argv,
+        name="forecast",
+        config=CONFIG,
+        workdir=pathlib.Path("runs/forecast"),
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from jaxrnn.train._checkpoint import CheckpointError as CheckpointError
 from jaxrnn.train._checkpoint import Checkpoints as Checkpoints
 from jaxrnn.train._cli import add_run_arguments as add_run_arguments
 from jaxrnn.train._cli import parse_run as parse_run
+from jaxrnn.train._cli import run_main as run_main
 from jaxrnn.train._cli import user_errors as user_errors
 from jaxrnn.train._config import ConfigError as ConfigError
 from jaxrnn.train._config import from_dict as from_dict

@@ -195,12 +195,6 @@ def init_params(key, config: Config, vocab_size: int):
     }
 
 
-def zero_carry(params, batch_shape):
-    return tuple(
-        tuple(jaxrnn.initial_carry(p, batch_shape) for p in layer) for layer in params["layers"]
-    )
-
-
 def logits_of(params, ys):
     """Readout ``ys (..., h) -> (..., V)``, with the bias broadcast explicitly."""
     logits = ys @ params["w_out"]
@@ -225,24 +219,15 @@ def make_optimizer(config: Config):
 # ---------------------------------------------------------------- sampling
 
 
-def stack_step(step, layers, carry, x):
-    """One time step through every layer of a (unidirectional) stack, with the cell's step."""
-    new_carry = []
-    for layer, layer_carry in zip(layers, carry, strict=True):
-        state, x = step(layer[0], layer_carry[0], x)
-        new_carry.append((state,))
-    return tuple(new_carry), x
-
-
 @functools.partial(jax.jit, static_argnames=("cell", "length"))
 def generate(params, prompt_ids, key, temperature, *, cell: str, length: int):
     """Feeds ``prompt_ids`` one at a time, then draws ``length`` characters, each from
     ``softmax(logits / temperature)`` (``temperature == 0``: the most likely one)."""
     _, step = CELLS[cell]
-    carry = zero_carry(params, ())
+    carry = jaxrnn.initial_carry(params["layers"], ())
 
     def feed(carry, char):
-        return stack_step(step, params["layers"], carry, params["embed"][char])
+        return jaxrnn.stack_step(step, params["layers"], carry, params["embed"][char])
 
     carry, ys = jax.lax.scan(feed, carry, prompt_ids)
 
@@ -320,7 +305,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
     state = {
         "params": params,
         "opt_state": optimizer.init(params),
-        "carry": zero_carry(params, (config.batch_size,)),
+        "carry": jaxrnn.initial_carry(params["layers"], (config.batch_size,)),
     }
     T = config.seq_len
 
@@ -350,7 +335,9 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
             loss, carry = chunk_loss(config, params, carry, window[:-1], window[1:])
             return carry, loss
 
-        _, losses = jax.lax.scan(body, zero_carry(params, (val_batch,)), jnp.arange(val_chunks))
+        _, losses = jax.lax.scan(
+            body, jaxrnn.initial_carry(params["layers"], (val_batch,)), jnp.arange(val_chunks)
+        )
         return jnp.mean(losses)
 
     def evaluate(state):
@@ -436,7 +423,7 @@ def load_trained(workdir):
     template = {
         "params": params,
         "opt_state": optimizer.init(params),
-        "carry": zero_carry(params, (config.batch_size,)),
+        "carry": jaxrnn.initial_carry(params["layers"], (config.batch_size,)),
     }
     state, _ = checkpoints.restore(template)
     checkpoints.close()

@@ -24,6 +24,7 @@ from jaxrnn._rnn import rnn_step as rnn_step
 from jaxrnn._scan import scan as scan
 from jaxrnn._stack import stack_init as stack_init
 from jaxrnn._stack import stack_scan as stack_scan
+from jaxrnn._stack import stack_step as stack_step
 
 __version__ = "0.1.0"
 

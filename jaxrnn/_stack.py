@@ -96,7 +96,8 @@ def stack_scan(
         layers: from :func:`stack_init` or :func:`jaxrnn.interop.from_torch`.
         xs: time-major inputs ``(T, *batch, d)``.
         carry: initial state, nested like ``layers`` (a tuple per layer of a
-            carry per direction); ``None`` means zeros.
+            carry per direction); ``None`` means zeros
+            (:func:`jaxrnn.initial_carry` of ``layers``).
         lengths: optional integer array of shape ``batch`` (see :func:`jaxrnn.scan`).
         dropout: rate in ``[0, 1)`` between layers.
         recurrent_dropout: rate in ``[0, 1)`` on the recurrent state.
@@ -147,6 +148,53 @@ def stack_scan(
         xs = outputs[0] if directions == 1 else jnp.concatenate(outputs, axis=-1)
         finals.append(tuple(states))
     return tuple(finals), xs
+
+
+def stack_step(step: Step, layers, carry, x: jax.Array):
+    """One time step through every layer of a unidirectional stack.
+
+    For streaming inference and sampling, where inputs arrive one step at a
+    time: ``lax.scan(functools.partial(jaxrnn.stack_step, step, layers), carry, xs)``
+    equals :func:`stack_scan` without lengths or dropout. A bidirectional stack
+    needs the whole sequence, so it is refused.
+
+    Args:
+        step: the cell's step.
+        layers: from :func:`stack_init`, one direction per layer.
+        carry: nested like ``layers``; :func:`jaxrnn.initial_carry` of ``layers``
+            gives zeros.
+        x: one step's input, ``(*batch, d)``.
+
+    Returns:
+        ``(carry, y)``, ``y`` the last layer's output ``(*batch, h)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> layers = jaxrnn.stack_init(jax.random.key(0), jaxrnn.gru_init, 3, 5, num_layers=2)
+        >>> carry = jaxrnn.initial_carry(layers, batch_shape=(4,))
+        >>> carry, y = jaxrnn.stack_step(jaxrnn.gru_step, layers, carry, jnp.ones((4, 3)))
+        >>> y.shape
+        (4, 5)
+    """
+    num_layers, directions = _check_layers(layers)
+    if directions != 1:
+        raise ValueError(
+            "layers: stack_step needs one direction per layer (a backward direction needs "
+            f"the whole sequence), got {directions}"
+        )
+    _check_carry_nesting(carry, num_layers, 1)
+    new_carry = []
+    for (params,), (state,) in zip(layers, carry, strict=True):
+        state, x = step(params, state, x)
+        new_carry.append((state,))
+    return tuple(new_carry), x
+
+
+@initial_carry.register(tuple)
+def _(layers, batch_shape=()):
+    """Zeros for every layer and direction of a stack, nested like ``layers``."""
+    _check_layers(layers)
+    return tuple(tuple(initial_carry(p, batch_shape) for p in layer) for layer in layers)
 
 
 def _hidden(params, carry, xs):

@@ -226,3 +226,28 @@ def test_torch_packed_sequences_parity(kind, bidirectional):
     # And back: to_torch(layers) reproduces the module.
     again = jaxrnn.interop.to_torch(layers)(packed)[0]
     close(pad_packed_sequence(again, total_length=T)[0].detach(), ys_t.detach())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stack_step_scanned_equals_stack_scan(kind):
+    init, step, _ = KINDS[kind]
+    layers = jaxrnn.stack_init(jax.random.key(5), init, D, H, num_layers=3)
+    xs = jax.random.normal(jax.random.key(6), (6, 2, D))
+    carry = jax.tree.map(lambda a: a + 0.2, jaxrnn.initial_carry(layers, (2,)))
+    got = jax.lax.scan(functools.partial(jaxrnn.stack_step, step, layers), carry, xs)
+    want = jaxrnn.stack_scan(step, layers, xs, carry=carry)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        close(a, b)
+
+
+def test_initial_carry_of_layers_and_stack_step_errors():
+    layers = jaxrnn.stack_init(
+        jax.random.key(0), jaxrnn.lstm_init, D, H, num_layers=2, bidirectional=True
+    )
+    carry = jaxrnn.initial_carry(layers, (3,))
+    assert [[c.h.shape for c in layer] for layer in carry] == [[(3, H), (3, H)]] * 2
+    with pytest.raises(ValueError, match="layers: stack_step needs one direction per layer"):
+        jaxrnn.stack_step(jaxrnn.lstm_step, layers, carry, jnp.ones((3, D)))
+    one_way = tuple(layer[:1] for layer in layers)
+    with pytest.raises(ValueError, match="carry: expected a tuple of 2 layers, each a tuple of 1"):
+        jaxrnn.stack_step(jaxrnn.lstm_step, one_way, carry, jnp.ones((3, D)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flax import nnx
 
 from jaxrnn import _layer
+from jaxrnn._carry import initial_carry
 from jaxrnn._layer import CELLS, check_rates, run_layers
 from jaxrnn._stack import _check_layers, stack_init
 from jaxrnn.nnx._variables import unwrap, wrap
@@ -70,11 +71,7 @@ class _Layer(nnx.Module):
 
     def initial_carry(self, batch_shape=()):
         """Zero carry for every layer and direction, nested like ``layers``."""
-        from jaxrnn._carry import initial_carry
-
-        return tuple(
-            tuple(initial_carry(p, batch_shape) for p in layer) for layer in self.to_layers()
-        )
+        return initial_carry(self.to_layers(), batch_shape)
 
     def __call__(self, inputs, *, lengths=None, carry=None, return_carry=False, rngs=None):
         """Runs the stack.

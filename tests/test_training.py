@@ -166,7 +166,7 @@ def test_linen_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     uninterrupted, _ = linen_train(state, 5, start=5)
 
     fresh = linen_setup("gru", seed=1)
-    target = {"params": fresh.params, "opt_state": fresh.opt_state, "step": jnp.asarray(fresh.step)}
+    target = {"params": fresh.params, "opt_state": fresh.opt_state, "step": fresh.step}
     saved, _ = ckpts.restore(target)
     resumed, _ = linen_train(fresh.replace(**saved), 5, start=5)
     for a, b in zip(
@@ -177,6 +177,4 @@ def test_linen_resume_from_checkpoint_equals_uninterrupted(tmp_path):
 
     other = linen_setup("gru", hidden=4)
     with pytest.raises(CheckpointError, match="w_x"):
-        ckpts.restore(
-            {"params": other.params, "opt_state": other.opt_state, "step": jnp.asarray(0)}
-        )
+        ckpts.restore({"params": other.params, "opt_state": other.opt_state, "step": other.step})

@@ -148,9 +148,13 @@ def _key_name(key) -> str:
 
 
 def _target_arrays(target) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    # A Python scalar (a TrainState's int step, say) has no fixed dtype to compare: None.
     leaves = jax.tree_util.tree_leaves_with_path(target)
     return {
-        ".".join(_key_name(k) for k in path): (tuple(np.shape(leaf)), np.dtype(leaf.dtype))
+        ".".join(_key_name(k) for k in path): (
+            tuple(np.shape(leaf)),
+            np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else None,
+        )
         for path, leaf in leaves
     }
 
@@ -171,7 +175,7 @@ def _check_compatible(where, stored, wanted):
     for name, (shape, dtype) in wanted.items():
         if name not in stored:
             problems.append(f"{name}: missing from the checkpoint (expected {shape} {dtype})")
-        elif stored[name] != (shape, dtype):
+        elif stored[name][0] != shape or dtype not in (None, stored[name][1]):
             have_shape, have_dtype = stored[name]
             problems.append(
                 f"{name}: expected shape {shape} {dtype}, the checkpoint has "

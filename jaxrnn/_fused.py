@@ -29,6 +29,7 @@ from jax import lax
 
 from jaxrnn._gru import GRUParams, gru_cell, gru_step
 from jaxrnn._lstm import LSTMParams, LSTMState, lstm_cell, lstm_step
+from jaxrnn._masking import masked_body, select, where
 from jaxrnn._rnn import RNNParams, rnn_step
 
 
@@ -184,15 +185,6 @@ def lookup(step, params):
 # The scan with masks, and its gradient --------------------------------------------------
 
 
-def _where(mask, a, b):
-    mask = mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
-    return jnp.where(mask, a, b)
-
-
-def _select(mask, a, b):
-    return jax.tree.map(lambda x, y: _where(mask, x, y), a, b)
-
-
 def _zeros(tree):
     return jax.tree.map(jnp.zeros_like, tree)
 
@@ -210,44 +202,20 @@ def scan(cell, params, carry, carry0, xs, keep, reset, reverse, unroll):
     return _scan(cell, reverse, unroll, params, carry, carry0, xs, keep, reset)
 
 
-def masked_body(step, params, carry0):
-    """The body of ``jaxrnn.scan``'s loop: ``step`` with resets before it and lengths after.
-
-    The body takes ``(carry, (x, keep, reset))``; ``keep`` and ``reset`` are
-    ``None`` or bool masks of the batch shape.
-    """
-
-    def body(carry, inputs):
-        x, keep, reset = inputs
-        if reset is not None:
-            carry = _select(reset, carry0, carry)
-        new, y = step(params, carry, x)
-        if keep is not None:
-            new = _select(keep, new, carry)
-            y = jax.tree.map(lambda leaf: _where(keep, leaf, jnp.zeros_like(leaf)), y)
-        return new, y
-
-    return body
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _scan(cell, reverse, unroll, params, carry, carry0, xs, keep, reset):
-    body = masked_body(cell.step, params, carry0)
-    return lax.scan(body, carry, (xs, keep, reset), reverse=reverse, unroll=unroll)
+    body = masked_body(lambda c, x: (*cell.step(params, c, x), None), carry0)
+    final, (ys, _) = lax.scan(body, carry, (xs, keep, reset), reverse=reverse, unroll=unroll)
+    return final, ys
 
 
 def _scan_fwd(cell, reverse, unroll, params, carry, carry0, xs, keep, reset):
-    def body(carry, inputs):
-        x, keep, reset = inputs
-        if reset is not None:
-            carry = _select(reset, carry0, carry)
-        new, y, residuals = cell.forward(params, carry, x)
-        if keep is not None:
-            new = _select(keep, new, carry)
-            y = _where(keep, y, jnp.zeros_like(y))
-        return new, (y, carry, residuals)
+    def forward(carry_in, x):
+        new, y, residuals = cell.forward(params, carry_in, x)
+        return new, y, (carry_in, residuals)
 
-    final, (ys, carries_in, residuals) = lax.scan(
+    body = masked_body(forward, carry0)
+    final, (ys, (carries_in, residuals)) = lax.scan(
         body, carry, (xs, keep, reset), reverse=reverse, unroll=unroll
     )
     return (final, ys), (params, carry0, xs, keep, reset, carries_in, residuals)
@@ -262,15 +230,15 @@ def _scan_bwd(cell, reverse, unroll, saved, cotangents):
         dy, carry_in, res, keep, reset = inputs
         if keep is not None:
             # new = keep ? cell's carry : carry_in, y = keep ? cell's y : 0.
-            d_skip = _select(keep, _zeros(d_carry), d_carry)
-            d_carry = _select(keep, d_carry, _zeros(d_carry))
-            dy = _where(keep, dy, jnp.zeros_like(dy))
+            d_skip = select(keep, _zeros(d_carry), d_carry)
+            d_carry = select(keep, d_carry, _zeros(d_carry))
+            dy = where(keep, dy, jnp.zeros_like(dy))
         d_carry, dg = cell.backward(params, res, carry_in, d_carry, dy)
         if keep is not None:
             d_carry = _add(d_carry, d_skip)
         if reset is not None:
-            d_carry0 = _add(d_carry0, _select(reset, d_carry, _zeros(d_carry)))
-            d_carry = _select(reset, _zeros(d_carry), d_carry)
+            d_carry0 = _add(d_carry0, select(reset, d_carry, _zeros(d_carry)))
+            d_carry = select(reset, _zeros(d_carry), d_carry)
         return (d_carry, d_carry0), dg
 
     (d_carry, d_carry0), dgs = lax.scan(

@@ -13,6 +13,7 @@ from jax import lax
 
 from jaxrnn import _checks, _fused
 from jaxrnn._carry import initial_carry
+from jaxrnn._masking import masked_body
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
 
@@ -134,10 +135,11 @@ def scan(
             return _fused.scan(cell, params, carry, carry0, x, keep, reset, reverse, unroll)
 
     else:
-        body = _fused.masked_body(step, params, carry0)
+        body = masked_body(lambda c, x: (*step(params, c, x), None), carry0)
 
         def loop(carry, inputs):
-            return lax.scan(body, carry, inputs, reverse=reverse, unroll=unroll)
+            final, (ys, _) = lax.scan(body, carry, inputs, reverse=reverse, unroll=unroll)
+            return final, ys
 
     if remat and length > 1:
         return _chunked_remat_scan(loop, carry, inputs, length, reverse)

@@ -236,3 +236,17 @@ def test_scan_gradients_match_finite_differences(name, remat, x64):
         return carry, xs_
 
     check_grads(f, (params, carry, xs), order=1, modes=["rev"])
+
+
+def test_forward_mode_through_a_wrapped_step_matches_the_fused_reverse_mode(x64):
+    """The fused gradient is reverse-mode only; a wrapped step takes the plain path."""
+    params, step, _ = make("lstm", jax.random.key(25), D, H, dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(26), (5, 2, D), jnp.float64)
+    lengths = jnp.array([5, 3])
+
+    def outputs(step):
+        return lambda xs: jaxrnn.scan(step, params, xs, lengths=lengths, reverse=True)[1]
+
+    wrapped = outputs(lambda p, c, x: step(p, c, x))
+    check_grads(wrapped, (xs,), order=1, modes=["fwd"])
+    close(jax.jacfwd(wrapped)(xs), jax.jacrev(outputs(step))(xs))

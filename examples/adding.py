@@ -275,13 +275,7 @@ def plot_all(config: Config, workdir: pathlib.Path, trained: dict) -> None:
 
 def main(argv=None) -> int:
     return train.run_main(
-        Config,
-        train_and_evaluate,
-        argv,
-        name="adding",
-        config=CONFIG,
-        workdir=pathlib.Path("runs/adding"),
-        description=__doc__.splitlines()[0],
+        Config, train_and_evaluate, argv, name="adding", config=CONFIG, description=__doc__
     )
 
 

@@ -210,13 +210,7 @@ def plot_confusion(confusion: np.ndarray, accuracy: float, path) -> None:
 
 def main(argv=None) -> int:
     return train.run_main(
-        Config,
-        train_and_evaluate,
-        argv,
-        name="classify",
-        config=CONFIG,
-        workdir=pathlib.Path("runs/classify"),
-        description=__doc__.splitlines()[0],
+        Config, train_and_evaluate, argv, name="classify", config=CONFIG, description=__doc__
     )
 
 

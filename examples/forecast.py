@@ -263,13 +263,7 @@ def plot_forecast(times, values, train_end, predictions, errors, unit, path) -> 
 
 def main(argv=None) -> int:
     return train.run_main(
-        Config,
-        train_and_evaluate,
-        argv,
-        name="forecast",
-        config=CONFIG,
-        workdir=pathlib.Path("runs/forecast"),
-        description=__doc__.splitlines()[0],
+        Config, train_and_evaluate, argv, name="forecast", config=CONFIG, description=__doc__
     )
 
 

@@ -59,16 +59,21 @@ def user_errors(prog: str = "error"):
         raise SystemExit(2) from None
 
 
-def run_main(schema, train_and_evaluate, argv=None, *, name, config, workdir, description=None):
+def run_main(schema, train_and_evaluate, argv=None, *, name, config, description=None):
     """An example's whole command line: parse, run ``train_and_evaluate``, return the exit status.
 
-    The status is 0 when the run finished, 130 when Ctrl-C stopped it (after it
-    saved), and 2 for a bad config, bad data or a bad checkpoint (see
-    :func:`user_errors`).
+    The work directory defaults to ``runs/<name>``; ``description`` (e.g. the
+    module's docstring) gives the help text its first paragraph. The status is 0 when
+    the run finished, 130 when Ctrl-C stopped it (after it saved), and 2 for a
+    bad config, bad data or a bad checkpoint (see :func:`user_errors`).
     """
     with user_errors(name):
         run_config, run_dir = parse_run(
-            schema, argv, config=config, workdir=workdir, description=description
+            schema,
+            argv,
+            config=config,
+            workdir=pathlib.Path("runs") / name,
+            description=" ".join((description or "").strip().split("\n\n")[0].split()) or None,
         )
         outcome = train_and_evaluate(run_config, run_dir)
     return 130 if outcome["interrupted"] else 0

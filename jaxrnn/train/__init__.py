@@ -27,6 +27,7 @@ from jaxrnn.train._data import read_text as read_text
 from jaxrnn.train._loop import RESUMABLE_KEYS as RESUMABLE_KEYS
 from jaxrnn.train._loop import RunResult as RunResult
 from jaxrnn.train._loop import fit as fit
+from jaxrnn.train._loop import schedule as schedule
 from jaxrnn.train._metrics import MetricsLog as MetricsLog
 from jaxrnn.train._metrics import read_metrics as read_metrics
 from jaxrnn.train._plots import figure as figure

@@ -43,6 +43,21 @@ class RunResult:
     workdir: pathlib.Path
 
 
+def schedule(config) -> dict[str, int | None]:
+    """:func:`fit`'s step counts read from a config with the usual names.
+
+    ``steps``, ``checkpoint_every``, ``log_every`` and ``eval_every`` become
+    ``num_steps``, ``checkpoint_every``, ``log_every`` and ``eval_every``, so an
+    example calls ``fit(workdir, ..., config=config, **schedule(config))``.
+    """
+    return {
+        "num_steps": config.steps,
+        "checkpoint_every": config.checkpoint_every,
+        "log_every": config.log_every,
+        "eval_every": config.eval_every,
+    }
+
+
 def fit(
     workdir,
     *,

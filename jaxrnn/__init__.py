@@ -6,11 +6,19 @@ Dimension letters used throughout: ``T`` time, ``B`` (or ``*batch``) batch axes,
 on the right (``x @ w_x``), gates are fused along the last axis.
 
 A step is ``step(params, carry, x) -> (carry, y)``, ready for ``jax.lax.scan``.
+A :class:`Cell` bundles a step with its ``init`` and zero carry; registered by
+name (:func:`register_cell`), it works in stacks, both module families and the
+examples.
 """
 
 from jaxrnn import interop as interop
 from jaxrnn._carry import initial_carry as initial_carry
+from jaxrnn._cell import Cell as Cell
+from jaxrnn._cell import cell_names as cell_names
+from jaxrnn._cell import get_cell as get_cell
+from jaxrnn._cell import register_cell as register_cell
 from jaxrnn._diagnostics import hidden_grad_norms as hidden_grad_norms
+from jaxrnn._fused import FusedGradient as FusedGradient
 from jaxrnn._gru import GRUParams as GRUParams
 from jaxrnn._gru import gru_init as gru_init
 from jaxrnn._gru import gru_step as gru_step

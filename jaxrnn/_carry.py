@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
 import jax.numpy as jnp
+
+from jaxrnn._checks import batch_tuple
 
 
 @functools.singledispatch
@@ -15,12 +18,9 @@ def initial_carry(params, batch_shape: Sequence[int] = ()):
     Built-in cells give an array of shape ``(*batch_shape, h)`` (RNN, GRU) or a
     :class:`LSTMState` of two such arrays, in the params' dtype.
 
-    A custom cell can take part (and so get ``carry=None`` in :func:`jaxrnn.scan`)
-    by registering its params type::
-
-        @jaxrnn.initial_carry.register
-        def _(params: MyParams, batch_shape=()):
-            return jnp.zeros((*batch_shape, params.w.shape[-1]), params.w.dtype)
+    A custom cell takes part (and so gets ``carry=None`` in :func:`jaxrnn.scan`)
+    through the ``initial_carry`` of its :class:`jaxrnn.Cell`, which
+    :func:`jaxrnn.register_cell` registers for its params type.
 
     Example:
         >>> import jax, jaxrnn
@@ -31,20 +31,30 @@ def initial_carry(params, batch_shape: Sequence[int] = ()):
     del batch_shape
     raise TypeError(
         f"params: no initial carry is known for type {type(params).__name__}; pass carry= "
-        "explicitly, or register one with @jaxrnn.initial_carry.register"
+        "explicitly, or register the cell with jaxrnn.register_cell"
     )
-
-
-def batch_tuple(batch_shape, name: str = "batch_shape") -> tuple[int, ...]:
-    try:
-        shape = tuple(int(n) for n in batch_shape)
-    except TypeError:
-        raise TypeError(f"{name}: expected a tuple of ints, got {batch_shape!r}") from None
-    if any(n < 0 for n in shape):
-        raise ValueError(f"{name}: expected non-negative sizes, got {shape}")
-    return shape
 
 
 def zeros_hidden(params, batch_shape):
     """Zeros of shape ``(*batch_shape, params.hidden_size)`` in the params' dtype."""
     return jnp.zeros((*batch_tuple(batch_shape), params.hidden_size), params.w_h.dtype)
+
+
+def hidden_state(carry):
+    """The hidden state ``H`` inside a carry: the carry itself, or its ``h`` field."""
+    if hasattr(carry, "shape"):
+        return carry
+    if hasattr(carry, "h"):
+        return carry.h
+    raise TypeError(
+        f"carry: expected the hidden state or a carry with an 'h' field, got {type(carry).__name__}"
+    )
+
+
+def with_hidden_state(carry, h):
+    """``carry`` with its hidden state (see :func:`hidden_state`) replaced by ``h``."""
+    if hasattr(carry, "shape"):
+        return h
+    if hasattr(carry, "_replace"):
+        return carry._replace(h=h)
+    return dataclasses.replace(carry, h=h)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._carry import initial_carry
+from jaxrnn._carry import hidden_state, initial_carry, with_hidden_state
 from jaxrnn._scan import Step, scan
 
 
@@ -74,7 +73,7 @@ def hidden_grad_norms(
     batch = tuple(xs.shape[1:-1])
     if carry is None:
         carry = initial_carry(params, batch)
-    hidden = _hidden(carry)
+    hidden = hidden_state(carry)
     d = xs.shape[-1]
     deltas = jnp.zeros((xs.shape[0], *hidden.shape), hidden.dtype)
     if hidden.shape[: len(batch)] != batch:
@@ -86,13 +85,13 @@ def hidden_grad_norms(
     def perturbed(p, c, x_and_delta):
         x, delta = x_and_delta[..., :d], x_and_delta[..., d:]
         c, y = step(p, c, x)
-        h = _hidden(c)
+        h = hidden_state(c)
         if jnp.shape(y) != h.shape:
             raise ValueError(
                 f"step: its output y {jnp.shape(y)} must be its hidden state {h.shape}; "
                 "hidden_grad_norms perturbs both alike"
             )
-        return _with_hidden(c, h + delta), y + delta
+        return with_hidden_state(c, h + delta), y + delta
 
     def loss_of(deltas):
         inputs = jnp.concatenate([xs, deltas.astype(xs.dtype)], axis=-1)
@@ -108,21 +107,3 @@ def hidden_grad_norms(
 
     grads = jax.grad(loss_of)(deltas)
     return jnp.linalg.norm(grads, axis=-1)
-
-
-def _hidden(carry):
-    if isinstance(carry, jax.Array) or hasattr(carry, "shape"):
-        return carry
-    if hasattr(carry, "h"):
-        return carry.h
-    raise TypeError(
-        f"carry: expected the hidden state or a carry with an 'h' field, got {type(carry).__name__}"
-    )
-
-
-def _with_hidden(carry, h):
-    if isinstance(carry, jax.Array) or hasattr(carry, "shape"):
-        return h
-    if hasattr(carry, "_replace"):
-        return carry._replace(h=h)
-    return dataclasses.replace(carry, h=h)

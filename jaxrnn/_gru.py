@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _initializers
-from jaxrnn._carry import initial_carry, zeros_hidden
+from jaxrnn import _checks, _fused, _initializers
+from jaxrnn._carry import zeros_hidden
+from jaxrnn._cell import Cell, register_cell
 from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
 
 
@@ -32,9 +35,17 @@ class GRUParams(FusedGates):
     b_h: jax.Array
     reset_after: bool = static(False)
 
+    def check(self):
+        """Checks the fields against each other (at trace time, naming the field)."""
+        d, h = self.input_size, self.hidden_size
+        _checks.check_params(
+            self,
+            {"w_x": 2, "w_h": 2, "b_x": 1, "b_h": 1},
+            lambda: {"w_x": (d, 3 * h), "w_h": (h, 3 * h), "b_x": (3 * h,), "b_h": (3 * h,)},
+        )
+
     def __post_init__(self):
-        if not isinstance(self.reset_after, bool):
-            raise TypeError(f"reset_after: expected a bool, got {self.reset_after!r}")
+        _checks.boolean(self.reset_after, "reset_after")
 
 
 def gru_init(key, input_size: int, hidden_size: int, *, reset_after=False, dtype=jnp.float32):
@@ -47,6 +58,7 @@ def gru_init(key, input_size: int, hidden_size: int, *, reset_after=False, dtype
         ((3, 15), (5, 15), (15,), True)
     """
     _initializers.check_sizes(input_size, hidden_size)
+    dtype = _checks.float_dtype(dtype)
     kx, kh = jax.random.split(key)
     return GRUParams(
         w_x=_initializers.input_weights(kx, input_size, hidden_size, 3, dtype),
@@ -98,6 +110,7 @@ def gru_cell(params: GRUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     :func:`jaxrnn.scan` keeps these activations for its backward pass (the last
     one only with ``reset_after=True``).
     """
+    params.check()
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
@@ -121,6 +134,61 @@ def gru_cell(params: GRUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     return h, activations
 
 
-@initial_carry.register
-def _(params: GRUParams, batch_shape=()):
-    return zeros_hidden(params, batch_shape)
+# The fused gradient (see jaxrnn._fused) ----------------------------------------------------
+
+
+def _forward(params, h, x, options):
+    new, activations = gru_cell(params, h, x, options.get("recurrent_mask"))
+    return new, new, activations
+
+
+def _backward(params, residuals, h, dh, dy, options):
+    n = params.hidden_size
+    r, z, candidate = residuals[:3]
+    h_in = _checks.masked(h, options.get("recurrent_mask"))
+    dh = dh + dy
+    dz = dh * (h - candidate) * _fused.sigmoid_grad(z)
+    dn = dh * (1 - z) * _fused.tanh_grad(candidate)
+    if params.reset_after:
+        (gh_n,) = residuals[3:]
+        dr = dn * gh_n * _fused.sigmoid_grad(r)
+        d_h_in = jnp.concatenate([dr, dz, dn * r], axis=-1) @ params.w_h.T
+    else:
+        d_rh = dn @ params.w_h[:, 2 * n :].T
+        dr = d_rh * h_in * _fused.sigmoid_grad(r)
+        d_h_in = d_rh * r + jnp.concatenate([dr, dz], axis=-1) @ params.w_h[:, : 2 * n].T
+    d_h, d_options = _fused.masked_input(h, d_h_in, options)
+    return dh * z + d_h, jnp.concatenate([dr, dz, dn], axis=-1), d_options
+
+
+def _param_grads(params, xs, hs, residuals, dgs, options):
+    n = params.hidden_size
+    r = residuals[0]
+    h_ins = _fused.masked_inputs(hs, options)
+    dw_x, db_x, dxs = _fused.input_grads(params.w_x, xs, dgs)
+    if params.reset_after:
+        dgh = jnp.concatenate([dgs[..., : 2 * n], dgs[..., 2 * n :] * r], axis=-1)
+        dw_h = _fused.flat(h_ins).T @ _fused.flat(dgh)
+        db_h = _fused.flat(dgh).sum(0)
+    else:
+        dw_h = jnp.concatenate(
+            [
+                _fused.flat(h_ins).T @ _fused.flat(dgs[..., : 2 * n]),
+                _fused.flat(r * h_ins).T @ _fused.flat(dgs[..., 2 * n :]),
+            ],
+            axis=-1,
+        )
+        db_h = db_x
+    return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b_x=db_x, b_h=db_h), dxs
+
+
+GRU = register_cell(
+    Cell(
+        name="gru",
+        init=gru_init,
+        step=gru_step,
+        params_type=GRUParams,
+        initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
+        scan_rule=_fused.FusedGradient(_forward, _backward, _param_grads),
+    )
+)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _initializers
-from jaxrnn._carry import initial_carry, zeros_hidden
+from jaxrnn import _checks, _fused, _initializers
+from jaxrnn._carry import zeros_hidden
+from jaxrnn._cell import Cell, register_cell
 from jaxrnn._pytree import FusedGates, bias, pytree_dataclass
 
 
@@ -36,6 +38,15 @@ class LSTMParams(FusedGates):
     w_h: jax.Array
     b: jax.Array
 
+    def check(self):
+        """Checks the fields against each other (at trace time, naming the field)."""
+        d, h = self.input_size, self.hidden_size
+        _checks.check_params(
+            self,
+            {"w_x": 2, "w_h": 2, "b": 1},
+            lambda: {"w_x": (d, 4 * h), "w_h": (h, 4 * h), "b": (4 * h,)},
+        )
+
 
 def lstm_init(key, input_size: int, hidden_size: int, *, forget_bias=1.0, dtype=jnp.float32):
     """Initialises an LSTM cell.
@@ -53,6 +64,8 @@ def lstm_init(key, input_size: int, hidden_size: int, *, forget_bias=1.0, dtype=
         1.0
     """
     _initializers.check_sizes(input_size, hidden_size)
+    dtype = _checks.float_dtype(dtype)
+    _checks.finite_number(forget_bias, "forget_bias")
     kx, kh = jax.random.split(key)
     b = jnp.zeros((4, hidden_size), dtype).at[1].set(forget_bias).reshape(-1)
     return LSTMParams(
@@ -102,8 +115,15 @@ def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask
     The one place the LSTM equations are written; the fused gradient of
     :func:`jaxrnn.scan` keeps these activations for its backward pass.
     """
+    params.check()
     if not isinstance(carry, LSTMState):
-        raise TypeError(f"carry: expected a jaxrnn.LSTMState(h, c), got {type(carry).__name__}")
+        got = type(carry).__name__
+        if hasattr(carry, "shape"):
+            got = f"an array of shape {tuple(carry.shape)}"
+        raise TypeError(
+            f"carry: expected a jaxrnn.LSTMState(h, c), got {got}; an LSTM carries two "
+            "(*batch, h) arrays, see jaxrnn.initial_carry"
+        )
     x = _checks.check_step_args(
         x,
         {"carry.h": carry.h, "carry.c": carry.c},
@@ -121,7 +141,49 @@ def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask
     return LSTMState(h=h, c=c), h, (i, f, g, o, tanh_c)
 
 
-@initial_carry.register
-def _(params: LSTMParams, batch_shape=()):
+# The fused gradient (see jaxrnn._fused) ----------------------------------------------------
+
+
+def _forward(params, carry, x, options):
+    return lstm_cell(params, carry, x, options.get("recurrent_mask"))
+
+
+def _backward(params, residuals, carry_in, d_carry, dy, options):
+    i, f, g, o, tanh_c = residuals
+    dh = d_carry.h + dy
+    dc = d_carry.c + dh * o * _fused.tanh_grad(tanh_c)
+    dg = jnp.concatenate(
+        [
+            dc * g * _fused.sigmoid_grad(i),
+            dc * carry_in.c * _fused.sigmoid_grad(f),
+            dc * i * _fused.tanh_grad(g),
+            dh * tanh_c * _fused.sigmoid_grad(o),
+        ],
+        axis=-1,
+    )
+    d_h, d_options = _fused.masked_input(carry_in.h, dg @ params.w_h.T, options)
+    return LSTMState(h=d_h, c=dc * f), dg, d_options
+
+
+def _param_grads(params, xs, carries_in, residuals, dgs, options):
+    del residuals
+    dw_x, db, dxs = _fused.input_grads(params.w_x, xs, dgs)
+    dw_h = _fused.flat(_fused.masked_inputs(carries_in.h, options)).T @ _fused.flat(dgs)
+    return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db), dxs
+
+
+def _initial_carry(params, batch_shape=()):
     zeros = zeros_hidden(params, batch_shape)
     return LSTMState(h=zeros, c=zeros)
+
+
+LSTM = register_cell(
+    Cell(
+        name="lstm",
+        init=lstm_init,
+        step=lstm_step,
+        params_type=LSTMParams,
+        initial_carry=_initial_carry,
+        scan_rule=_fused.FusedGradient(_forward, _backward, _param_grads),
+    )
+)

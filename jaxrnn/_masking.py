@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrnn import _checks
+
 
 def where(mask, a, b):
     """``jnp.where`` with a batch-shaped ``mask`` broadcast over ``a``'s trailing axes."""
@@ -38,3 +40,17 @@ def masked_body(step_fn, carry0):
         return new, (y, aux)
 
     return body
+
+
+def valid_steps(lengths, length, batch, xs_shape):
+    """``(T, *batch)`` bool: ``t < lengths``, exact for lengths of any integer dtype."""
+    lengths = jnp.asarray(lengths)
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
+    _checks.check_shape(lengths, batch, "lengths", f"the batch axes of xs {xs_shape}")
+    # Clip in the lengths' own dtype (no value of it exceeds its max), then compare in
+    # int32: a step counter in a narrow dtype would wrap around.
+    top = min(length, int(jnp.iinfo(lengths.dtype).max))
+    lengths = jnp.clip(lengths, 0, top).astype(jnp.int32)
+    steps = jnp.arange(length, dtype=jnp.int32).reshape((length,) + (1,) * len(batch))
+    return steps < lengths[None]

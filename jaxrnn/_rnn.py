@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _initializers
-from jaxrnn._carry import initial_carry, zeros_hidden
+from jaxrnn import _checks, _fused, _initializers
+from jaxrnn._carry import zeros_hidden
+from jaxrnn._cell import Cell, register_cell
 from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -28,8 +31,15 @@ class RNNParams(FusedGates):
     b: jax.Array
     activation: str = static("tanh")
 
+    def check(self):
+        """Checks the fields against each other (at trace time, naming the field)."""
+        d, h = self.input_size, self.hidden_size
+        _checks.check_params(
+            self, {"w_x": 2, "w_h": 2, "b": 1}, lambda: {"w_x": (d, h), "w_h": (h, h), "b": (h,)}
+        )
+
     def __post_init__(self):
-        if self.activation not in _ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation: expected one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
             )
@@ -45,6 +55,7 @@ def rnn_init(key, input_size: int, hidden_size: int, *, activation="tanh", dtype
         ((3, 5), (5, 5), (5,))
     """
     _initializers.check_sizes(input_size, hidden_size)
+    dtype = _checks.float_dtype(dtype)
     kx, kh = jax.random.split(key)
     return RNNParams(
         w_x=_initializers.input_weights(kx, input_size, hidden_size, 1, dtype),
@@ -77,14 +88,55 @@ def rnn_step(params: RNNParams, carry: jax.Array, x: jax.Array, *, recurrent_mas
         >>> y.shape
         (5,)
     """
+    h, _, _ = rnn_cell(params, carry, x, recurrent_mask)
+    return h, h
+
+
+def rnn_cell(params: RNNParams, carry: jax.Array, x: jax.Array, recurrent_mask=None):
+    """:func:`rnn_step`'s ``H_t``, also returning ``H_t`` as the output and as residuals.
+
+    The one place the RNN equation is written; the fused gradient builds on it.
+    """
+    params.check()
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
     h_in = _checks.masked(carry, recurrent_mask)
     h = _ACTIVATIONS[params.activation](x @ params.w_x + h_in @ params.w_h + bias(params.b, x))
-    return h, h
+    return h, h, h
 
 
-@initial_carry.register
-def _(params: RNNParams, batch_shape=()):
-    return zeros_hidden(params, batch_shape)
+# The fused gradient (see jaxrnn._fused) ----------------------------------------------------
+
+
+def _forward(params, h, x, options):
+    return rnn_cell(params, h, x, options.get("recurrent_mask"))
+
+
+def _backward(params, h_new, h_in, dh, dy, options):
+    dh = dh + dy
+    if params.activation == "tanh":
+        dg = dh * _fused.tanh_grad(h_new)
+    else:  # relu; the derivative at 0 is 0, as jax.nn.relu's
+        dg = jnp.where(h_new > 0, dh, jnp.zeros_like(dh))
+    d_h, d_options = _fused.masked_input(h_in, dg @ params.w_h.T, options)
+    return d_h, dg, d_options
+
+
+def _param_grads(params, xs, h_ins, residuals, dgs, options):
+    del residuals
+    dw_x, db, dxs = _fused.input_grads(params.w_x, xs, dgs)
+    dw_h = _fused.flat(_fused.masked_inputs(h_ins, options)).T @ _fused.flat(dgs)
+    return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db), dxs
+
+
+RNN = register_cell(
+    Cell(
+        name="rnn",
+        init=rnn_init,
+        step=rnn_step,
+        params_type=RNNParams,
+        initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
+        scan_rule=_fused.FusedGradient(_forward, _backward, _param_grads),
+    )
+)

@@ -9,7 +9,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._carry import initial_carry
+from jaxrnn import _checks
+from jaxrnn._carry import hidden_state, initial_carry
+from jaxrnn._masking import valid_steps
 from jaxrnn._scan import Step, scan
 
 
@@ -31,7 +33,8 @@ def stack_init(
     Args:
         key: a PRNG key; every layer and direction gets its own.
         init: a cell initialiser ``init(key, input_size, hidden_size, **cell_options)``,
-            e.g. :func:`jaxrnn.lstm_init` or a user's own.
+            e.g. :func:`jaxrnn.lstm_init` or a user's own (a :class:`jaxrnn.Cell`'s
+            ``init``).
         input_size: ``d``.
         hidden_size: ``h``, per direction.
         num_layers: depth of the stack.
@@ -49,10 +52,9 @@ def stack_init(
         >>> len(layers), len(layers[1]), layers[1][0].w_x.shape
         (2, 2, (10, 15))
     """
-    for name, value in (("num_layers", num_layers), ("hidden_size", hidden_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    directions = 2 if bidirectional else 1
+    _checks.positive_int(num_layers, "num_layers")
+    _checks.positive_int(hidden_size, "hidden_size")
+    directions = 2 if _checks.boolean(bidirectional, "bidirectional") else 1
     keys = jax.random.split(key, (num_layers, directions))
     layers = []
     for k in range(num_layers):
@@ -70,9 +72,13 @@ def stack_scan(
     *,
     carry=None,
     lengths: jax.Array | None = None,
+    resets: jax.Array | None = None,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     key=None,
+    unroll: int | bool = 1,
+    remat: bool = False,
+    gradient: str = "auto",
 ):
     """Runs a stack of cells over time: each layer is a :func:`jaxrnn.scan` per direction.
 
@@ -89,7 +95,7 @@ def stack_scan(
     * ``recurrent_dropout``: variational (Gal & Ghahramani 2016), one mask per
       sequence, layer and direction on ``H_{t-1}`` before the recurrent matmul,
       the same at every step. The step must accept a ``recurrent_mask`` keyword;
-      the built-in steps do.
+      the built-in steps do, and keep their fused gradient with it.
 
     Args:
         step: the cell's step, ``step(params, carry, x) -> (carry, y)``.
@@ -99,9 +105,15 @@ def stack_scan(
             carry per direction); ``None`` means zeros
             (:func:`jaxrnn.initial_carry` of ``layers``).
         lengths: optional integer array of shape ``batch`` (see :func:`jaxrnn.scan`).
+        resets: optional bool array ``(T, *batch)`` marking the first step of
+            each new episode packed into a sequence: every layer's forward
+            direction restarts from its initial carry there, and its backward
+            direction at the step before, so each episode is seen on its own.
         dropout: rate in ``[0, 1)`` between layers.
         recurrent_dropout: rate in ``[0, 1)`` on the recurrent state.
         key: PRNG key for the dropout masks; ``None`` disables dropout.
+        unroll, remat, gradient: passed to :func:`jaxrnn.scan` for every layer
+            and direction.
 
     Returns:
         ``(carry, ys)``: the final state of every layer and direction, nested like
@@ -117,11 +129,11 @@ def stack_scan(
         >>> ys.shape, carry[1][1].h.shape
         ((7, 4, 10), (4, 5))
     """
-    num_layers, directions = _check_layers(layers)
-    _check_rate(dropout, "dropout")
-    _check_rate(recurrent_dropout, "recurrent_dropout")
+    num_layers, directions = _checks.stack_shape(layers)
+    _checks.rate(dropout, "dropout")
+    _checks.rate(recurrent_dropout, "recurrent_dropout")
     if carry is not None:
-        _check_carry_nesting(carry, num_layers, directions)
+        _checks.carry_nesting(carry, num_layers, directions)
     training = key is not None
     if training and recurrent_dropout > 0 and "recurrent_mask" not in _keywords(step):
         raise TypeError(
@@ -129,6 +141,7 @@ def stack_scan(
             f"(the built-in steps do); {getattr(step, '__name__', step)!r} does not"
         )
     keys = jax.random.split(key, (num_layers, directions + 1)) if training else None
+    resets_by_direction = _direction_resets(resets, lengths, xs) if resets is not None else None
 
     finals = []
     for k, layer in enumerate(layers):
@@ -136,18 +149,45 @@ def stack_scan(
             xs = _dropout(keys[k, directions], xs, dropout)
         outputs, states = [], []
         for j, params in enumerate(layer):
-            c = None if carry is None else carry[k][j]
+            c = initial_carry(params, xs.shape[1:-1]) if carry is None else carry[k][j]
             cell = step
             if training and recurrent_dropout > 0:
-                template = jax.tree.leaves(_hidden(params, c, xs))[0]
+                template = hidden_state(c)
                 mask = _dropout(keys[k, j], jnp.ones_like(template), recurrent_dropout)
                 cell = functools.partial(step, recurrent_mask=mask)
-            state, ys = scan(cell, params, xs, carry=c, lengths=lengths, reverse=j == 1)
+            state, ys = scan(
+                cell,
+                params,
+                xs,
+                carry=c,
+                lengths=lengths,
+                resets=None if resets is None else resets_by_direction[j],
+                reverse=j == 1,
+                unroll=unroll,
+                remat=remat,
+                gradient=gradient,
+            )
             outputs.append(ys)
             states.append(state)
         xs = outputs[0] if directions == 1 else jnp.concatenate(outputs, axis=-1)
         finals.append(tuple(states))
     return tuple(finals), xs
+
+
+def _direction_resets(resets, lengths, xs):
+    """Episode starts as resets of the forward direction, and of the backward one.
+
+    Running backwards, an episode that starts at ``t`` ends the one that came
+    before, whose backward pass must start afresh at ``t - 1``.
+    """
+    resets = jnp.asarray(resets)
+    if resets.dtype != jnp.bool_:
+        raise TypeError(f"resets: expected a bool array, got dtype {resets.dtype}")
+    _checks.check_shape(resets, xs.shape[:-1], "resets", f"the (T, *batch) axes of xs {xs.shape}")
+    if lengths is not None:
+        resets = resets & valid_steps(lengths, xs.shape[0], xs.shape[1:-1], xs.shape)
+    backward = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])])
+    return resets, backward
 
 
 def stack_step(step: Step, layers, carry, x: jax.Array):
@@ -176,13 +216,13 @@ def stack_step(step: Step, layers, carry, x: jax.Array):
         >>> y.shape
         (4, 5)
     """
-    num_layers, directions = _check_layers(layers)
+    num_layers, directions = _checks.stack_shape(layers)
     if directions != 1:
         raise ValueError(
             "layers: stack_step needs one direction per layer (a backward direction needs "
             f"the whole sequence), got {directions}"
         )
-    _check_carry_nesting(carry, num_layers, 1)
+    _checks.carry_nesting(carry, num_layers, 1)
     new_carry = []
     for (params,), (state,) in zip(layers, carry, strict=True):
         state, x = step(params, state, x)
@@ -193,15 +233,14 @@ def stack_step(step: Step, layers, carry, x: jax.Array):
 @initial_carry.register(tuple)
 def _(layers, batch_shape=()):
     """Zeros for every layer and direction of a stack, nested like ``layers``."""
-    _check_layers(layers)
+    if not all(_checks.is_sequence(layer) for layer in layers):
+        # Not a stack: a cell whose params are a plain tuple, which nobody registered.
+        raise TypeError(
+            "params: no initial carry is known for a plain tuple; pass carry= explicitly, or "
+            "give the cell a params class of its own and register it with jaxrnn.register_cell"
+        )
+    _checks.stack_shape(layers)
     return tuple(tuple(initial_carry(p, batch_shape) for p in layer) for layer in layers)
-
-
-def _hidden(params, carry, xs):
-    """The array the recurrent mask multiplies: ``H_{t-1}``, ``(*batch, h)``."""
-    if carry is None:
-        carry = initial_carry(params, xs.shape[1:-1])
-    return carry.h if hasattr(carry, "h") else carry
 
 
 def _dropout(key, x, rate):
@@ -210,40 +249,9 @@ def _dropout(key, x, rate):
 
 
 def _keywords(step):
+    if isinstance(step, functools.partial):
+        step = step.func
     try:
         return inspect.signature(step).parameters
     except (TypeError, ValueError):
         return {}
-
-
-def _check_rate(rate, name):
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"{name}: expected a rate in [0, 1), got {rate!r}")
-
-
-def _check_layers(layers):
-    ok = isinstance(layers, tuple | list) and len(layers) > 0
-    ok = ok and all(isinstance(layer, tuple | list) and len(layer) in (1, 2) for layer in layers)
-    directions = {len(layer) for layer in layers} if ok else set()
-    if not ok or len(directions) != 1:
-        raise ValueError(
-            "layers: expected a non-empty tuple with one entry per layer, each a tuple of "
-            "1 or 2 params (one per direction) as made by jaxrnn.stack_init; got "
-            f"{jax.tree.structure(layers, is_leaf=lambda x: not isinstance(x, tuple | list))}"
-        )
-    return len(layers), directions.pop()
-
-
-def _check_carry_nesting(carry, num_layers, directions):
-    ok = isinstance(carry, tuple | list) and len(carry) == num_layers
-    ok = ok and all(isinstance(c, tuple | list) and len(c) == directions for c in carry)
-    if not ok:
-        if isinstance(carry, tuple | list):
-            got = [len(c) if isinstance(c, tuple | list) else type(c).__name__ for c in carry]
-            got = f"{len(carry)} layers with directions {got}"
-        else:
-            got = type(carry).__name__
-        raise ValueError(
-            f"carry: expected a tuple of {num_layers} layers, each a tuple of {directions} "
-            f"direction carries (nested like layers), got {got}"
-        )

@@ -15,7 +15,7 @@ import pytest
 from jax.test_util import check_grads
 
 import jaxrnn
-from jaxrnn import _fused
+from jaxrnn._cell import scan_rule
 from tests.cells import CELLS, make, random_carry
 
 D, H, T = 4, 6, 9
@@ -35,6 +35,8 @@ def reference_scan(step, params, xs, *, carry, lengths=None, resets=None, revers
     def body(carry, inputs):
         x, k, r = inputs
         if r is not None:
+            if k is not None:
+                r = r & k  # a padded step does nothing, a reset included
             carry = jax.tree.map(lambda a, b: jnp.where(expand(r, a), a, b), carry0, carry)
         new, y = functools.partial(step, params)(carry, x)
         if k is not None:
@@ -106,7 +108,7 @@ def tree_close(a, b, rtol, atol):
 @pytest.mark.parametrize(("name", "option", "batch"), CASES)
 def test_values_and_gradients_equal_lax_scan_of_the_step(name, option, batch):
     params, step, xs, carry, kwargs, extra = arguments(name, option, BATCHES[batch])
-    assert _fused.lookup(step, params) is not None
+    assert scan_rule(step, params) is not None
 
     def fused(params, carry, xs):
         return jaxrnn.scan(step, params, xs, carry=carry, **kwargs, **extra)
@@ -194,10 +196,12 @@ def test_vmap_over_params_and_sequences():
 
 def test_only_built_in_steps_are_fused():
     params = jaxrnn.lstm_init(jax.random.key(0), D, H)
-    assert _fused.lookup(jaxrnn.lstm_step, params) is not None
-    assert _fused.lookup(lambda p, c, x: jaxrnn.lstm_step(p, c, x), params) is None
-    assert _fused.lookup(jaxrnn.gru_step, params) is None
-    assert _fused.lookup(jaxrnn.lstm_step, {"w": params.w_x}) is None
+    assert scan_rule(jaxrnn.lstm_step, params) is not None
+    assert scan_rule(lambda p, c, x: jaxrnn.lstm_step(p, c, x), params) is None
+    assert scan_rule(jaxrnn.gru_step, params) is None
+    assert scan_rule(jaxrnn.lstm_step, {"w": params.w_x}) is None
+    mask = jnp.ones((H,))
+    assert scan_rule(functools.partial(jaxrnn.lstm_step, recurrent_mask=mask), params) is not None
 
 
 @pytest.mark.parametrize("steps", [0, 1])

@@ -7,7 +7,9 @@ as the functional pytrees themselves.
 
 from jaxrnn.linen._cells import GRUCell as GRUCell
 from jaxrnn.linen._cells import LSTMCell as LSTMCell
+from jaxrnn.linen._cells import RecurrentCell as RecurrentCell
 from jaxrnn.linen._cells import RNNCell as RNNCell
 from jaxrnn.linen._layers import GRU as GRU
 from jaxrnn.linen._layers import LSTM as LSTM
 from jaxrnn.linen._layers import RNN as RNN
+from jaxrnn.linen._layers import Recurrent as Recurrent

@@ -1,38 +1,77 @@
-"""Linen sequence layers: deep, bidirectional stacks over batch-major sequences."""
+"""Linen sequence layers: deep, bidirectional stacks of any cell over batch-major sequences."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
 from flax import linen as nn
+from flax.core import FrozenDict
 
 from jaxrnn import _checks
-from jaxrnn._layer import CELLS, check_rates, run_layers
+from jaxrnn._cell import get_cell
+from jaxrnn._modules import check_rates, run_layers
 from jaxrnn._stack import stack_init
+from jaxrnn.linen._cells import cell_options, with_option_fields
 
 
-class _Layer(nn.Module):
+class Recurrent(nn.Module):
+    """A stack of any :class:`jaxrnn.Cell`: ``num_layers`` layers, optionally bidirectional.
+
+    A thin holder of the functional ``layers`` (the ``params/layers`` variable):
+    the call is :func:`jaxrnn.stack_scan` on batch-major inputs.
+
+    Attributes:
+        hidden_features: ``h`` per direction.
+        cell: a registered name (``"lstm"``) or a :class:`jaxrnn.Cell`.
+        cell_options: options for the cell's ``init``.
+        num_layers, bidirectional, dropout, recurrent_dropout: as in
+            :func:`jaxrnn.stack_init` and :func:`jaxrnn.stack_scan`.
+        time_major: inputs ``(T, *batch, d)`` instead of ``(*batch, T, d)``.
+        deterministic: disables dropout (the call's argument overrides it).
+        unroll, remat: passed to :func:`jaxrnn.scan` for every layer.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import jaxrnn
+        >>> model = jaxrnn.linen.Recurrent(8, cell="gru", num_layers=2, bidirectional=True)
+        >>> x = jnp.ones((4, 10, 3))  # (B, T, d)
+        >>> variables = model.init(jax.random.key(0), x)
+        >>> model.apply(variables, x, lengths=jnp.array([10, 7, 3, 1])).shape
+        (4, 10, 16)
+    """
+
     hidden_features: int
+    cell: Any = "lstm"
+    cell_options: Mapping[str, Any] = FrozenDict()
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
-    dtype: Any = jnp.float32
     time_major: bool = False
     deterministic: bool | None = None
-    kind = ""
-
-    def _options(self) -> dict:
-        return {}
+    unroll: int | bool = 1
+    remat: bool = False
 
     @nn.compact
-    def __call__(self, inputs, *, lengths=None, carry=None, return_carry=False, deterministic=None):
+    def __call__(
+        self,
+        inputs,
+        *,
+        lengths=None,
+        resets=None,
+        carry=None,
+        return_carry=False,
+        deterministic=None,
+    ):
         """Runs the stack.
 
         Args:
             inputs: ``(*batch, T, d)``, or ``(T, *batch, d)`` with ``time_major=True``.
             lengths: optional integer array of shape ``batch``.
+            resets: optional bool array shaped like ``inputs`` without its last
+                axis, marking where a new episode starts (see :func:`jaxrnn.stack_scan`).
             carry: optional initial state, nested like the ``layers`` parameter.
             return_carry: also return the final state of every layer and direction.
             deterministic: disables dropout; overrides the attribute of the same name.
@@ -44,7 +83,8 @@ class _Layer(nn.Module):
             or ``(carry, ys)`` with ``return_carry=True``.
         """
         check_rates(self.dropout, self.recurrent_dropout)
-        init, step = CELLS[self.kind]
+        cell = get_cell(self.cell)
+        options = cell_options(self)
         if self.has_variable("params", "layers"):  # say "inputs", before Flax's shape check
             existing = self.get_variable("params", "layers")[0][0].input_size
             _checks.check_features(_checks.as_floating(inputs, "inputs"), existing, "inputs")
@@ -52,13 +92,12 @@ class _Layer(nn.Module):
             "layers",
             lambda key: stack_init(
                 key,
-                init,
+                cell.init,
                 jnp.shape(inputs)[-1],
                 self.hidden_features,
                 num_layers=self.num_layers,
                 bidirectional=self.bidirectional,
-                dtype=self.dtype,
-                **self._options(),
+                **options,
             ),
         )
         key = None
@@ -73,16 +112,19 @@ class _Layer(nn.Module):
                 )
             key = self.make_rng("dropout")
         return run_layers(
-            step,
+            cell.step,
             layers,
             inputs,
-            time_major=self.time_major,
+            time_major=_checks.boolean(self.time_major, "time_major"),
             lengths=lengths,
+            resets=resets,
             carry=carry,
+            return_carry=return_carry,
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
             key=key,
-            return_carry=return_carry,
+            unroll=self.unroll,
+            remat=self.remat,
         )
 
     @staticmethod
@@ -96,11 +138,11 @@ class _Layer(nn.Module):
         return {"params": {"layers": layers}}
 
 
-_DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional.
+_DOC = """{title} layer: :class:`Recurrent` with ``cell={kind!r}``.
 
-    The cell computes :func:`jaxrnn.{kind}_step`.
-    A thin holder of the functional ``layers`` (the ``params/layers`` variable):
-    the call is :func:`jaxrnn.stack_scan` on batch-major inputs.
+    Fields: those of :class:`Recurrent`, and the options of
+    :func:`jaxrnn.{kind}_init` with their defaults; the cell computes
+    :func:`jaxrnn.{kind}_step`.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -112,29 +154,10 @@ _DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional.
         (4, 10, 16)
 """
 
-
-class RNN(_Layer):
-    __doc__ = _DOC.format(title="Vanilla RNN", kind="rnn", cls="RNN")
-    activation: str = "tanh"
-    kind = "rnn"
-
-    def _options(self):
-        return {"activation": self.activation}
-
-
-class LSTM(_Layer):
-    __doc__ = _DOC.format(title="LSTM", kind="lstm", cls="LSTM")
-    forget_bias: float = 1.0
-    kind = "lstm"
-
-    def _options(self):
-        return {"forget_bias": self.forget_bias}
-
-
-class GRU(_Layer):
-    __doc__ = _DOC.format(title="GRU", kind="gru", cls="GRU")
-    reset_after: bool = False
-    kind = "gru"
-
-    def _options(self):
-        return {"reset_after": self.reset_after}
+RNN = with_option_fields(
+    Recurrent, "RNN", "rnn", _DOC.format(title="Vanilla RNN", kind="rnn", cls="RNN")
+)
+LSTM = with_option_fields(
+    Recurrent, "LSTM", "lstm", _DOC.format(title="LSTM", kind="lstm", cls="LSTM")
+)
+GRU = with_option_fields(Recurrent, "GRU", "gru", _DOC.format(title="GRU", kind="gru", cls="GRU"))

@@ -1,44 +1,73 @@
-"""NNX cells: ``(carry, x) -> (carry, y)`` over one time step."""
+"""NNX cells: ``(carry, x) -> (carry, y)`` over one time step, for any registered cell."""
 
 from __future__ import annotations
 
 from flax import nnx
 
 from jaxrnn._carry import initial_carry
-from jaxrnn._layer import CELLS, cell_options
+from jaxrnn._cell import cell_of, get_cell
 from jaxrnn.nnx._variables import unwrap, wrap
 
 
-class _Cell(nnx.Module):
-    kind: str
+class RecurrentCell(nnx.Module):
+    """One step of any :class:`jaxrnn.Cell`, holding its params as ``nnx.Param``.
 
-    def __init__(self, in_features, hidden_features, *, params=None, rngs=None, **options):
-        init, _ = CELLS[self.kind]
-        options = cell_options(self.kind, options, type(self).__name__)
+    ``RecurrentCell(cell, in_features, hidden_features, *, params=None, rngs=None,
+    **cell_options)``: ``cell`` is a registered name (``"lstm"``) or a
+    :class:`jaxrnn.Cell`; ``cell_options`` go to its ``init``. The call is the
+    cell's step on the held params.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import jaxrnn
+        >>> cell = jaxrnn.nnx.RecurrentCell("gru", 3, 5, reset_after=True, rngs=nnx.Rngs(0))
+        >>> carry, y = cell(cell.initial_carry((2,)), jnp.ones((2, 3)))
+        >>> y.shape
+        (2, 5)
+    """
+
+    def __init__(self, cell, in_features, hidden_features, *, params=None, rngs=None, **options):
+        self.cell = get_cell(cell)
+        options = self.cell.with_options(options, type(self).__name__)
         if params is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")
-            params = init(rngs.params(), in_features, hidden_features, **options)
+            params = self.cell.init(rngs.params(), in_features, hidden_features, **options)
         self.params = wrap(params)
+
+    @classmethod
+    def from_params(cls, params):
+        """A cell module holding ``params`` (e.g. from :func:`jaxrnn.interop.from_torch`)."""
+        return RecurrentCell(cell_of(params), None, None, params=params)
 
     def to_params(self):
         """The cell's parameters as the functional params pytree."""
         return unwrap(self.params)
-
-    @classmethod
-    def from_params(cls, params):
-        """A cell holding ``params`` (e.g. from :func:`jaxrnn.interop.from_torch`)."""
-        return cls(params.input_size, params.hidden_size, params=params)
 
     def initial_carry(self, batch_shape=()):
         """Zero carry with leading ``batch_shape`` axes."""
         return initial_carry(self.to_params(), batch_shape)
 
     def __call__(self, carry, x):
-        return CELLS[self.kind][1](self.to_params(), carry, x)
+        return self.cell.step(self.to_params(), carry, x)
 
 
-class RNNCell(_Cell):
+class _NamedCell(RecurrentCell):
+    cell_name: str
+
+    def __init__(self, in_features, hidden_features, *, params=None, rngs=None, **options):
+        super().__init__(
+            self.cell_name, in_features, hidden_features, params=params, rngs=rngs, **options
+        )
+
+    @classmethod
+    def from_params(cls, params):
+        """A cell holding ``params`` (e.g. from :func:`jaxrnn.interop.from_torch`)."""
+        return cls(None, None, params=params)
+
+
+class RNNCell(_NamedCell):
     """Vanilla RNN cell; equations in :func:`jaxrnn.rnn_step`.
 
     ``RNNCell(in_features, hidden_features, *, activation="tanh", dtype=float32,
@@ -54,24 +83,24 @@ class RNNCell(_Cell):
         (2, 5)
     """
 
-    kind = "rnn"
+    cell_name = "rnn"
 
 
-class LSTMCell(_Cell):
+class LSTMCell(_NamedCell):
     """LSTM cell; equations in :func:`jaxrnn.lstm_step`, carry a :class:`jaxrnn.LSTMState`.
 
     ``LSTMCell(in_features, hidden_features, *, forget_bias=1.0, dtype=float32,
     params=None, rngs=None)``.
     """
 
-    kind = "lstm"
+    cell_name = "lstm"
 
 
-class GRUCell(_Cell):
+class GRUCell(_NamedCell):
     """GRU cell; equations in :func:`jaxrnn.gru_step`.
 
     ``GRUCell(in_features, hidden_features, *, reset_after=False, dtype=float32,
     params=None, rngs=None)``.
     """
 
-    kind = "gru"
+    cell_name = "gru"

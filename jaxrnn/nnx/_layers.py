@@ -1,21 +1,46 @@
-"""NNX sequence layers: deep, bidirectional stacks over batch-major sequences."""
+"""NNX sequence layers: deep, bidirectional stacks of any cell over batch-major sequences."""
 
 from __future__ import annotations
 
 from flax import nnx
 
-from jaxrnn import _layer
+from jaxrnn import _checks
 from jaxrnn._carry import initial_carry
-from jaxrnn._layer import CELLS, check_rates, run_layers
-from jaxrnn._stack import _check_layers, stack_init
+from jaxrnn._cell import cell_of, get_cell
+from jaxrnn._modules import check_rates, run_layers
+from jaxrnn._stack import stack_init
 from jaxrnn.nnx._variables import unwrap, wrap
 
 
-class _Layer(nnx.Module):
-    kind: str
+class Recurrent(nnx.Module):
+    """A stack of any :class:`jaxrnn.Cell`: ``num_layers`` layers, optionally bidirectional.
+
+    ``Recurrent(cell, in_features, hidden_features, *, num_layers=1,
+    bidirectional=False, dropout=0.0, recurrent_dropout=0.0, time_major=False,
+    unroll=1, remat=False, layers=None, rngs=None, **cell_options)``: ``cell`` is
+    a registered name (``"lstm"``) or a :class:`jaxrnn.Cell`, and
+    ``cell_options`` go to its ``init``.
+
+    A thin holder of the functional ``layers``: the call is :func:`jaxrnn.stack_scan`
+    on batch-major inputs, with ``unroll`` and ``remat`` passed to every layer.
+    ``layers=`` uses given parameters instead of initialising (see
+    :meth:`from_layers`). Dropout follows NNX's ``model.train()`` /
+    ``model.eval()`` switch and takes its key from the ``rngs`` passed to the call.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import jaxrnn
+        >>> model = jaxrnn.nnx.Recurrent("gru", 3, 8, num_layers=2, bidirectional=True,
+        ...                              reset_after=True, rngs=nnx.Rngs(0))
+        >>> ys = model(jnp.ones((4, 10, 3)), lengths=jnp.array([10, 7, 3, 1]))  # (B, T, d)
+        >>> ys.shape
+        (4, 10, 16)
+    """
 
     def __init__(
         self,
+        cell,
         in_features,
         hidden_features,
         *,
@@ -24,61 +49,72 @@ class _Layer(nnx.Module):
         dropout=0.0,
         recurrent_dropout=0.0,
         time_major=False,
+        unroll=1,
+        remat=False,
         layers=None,
         rngs=None,
         **cell_options,
     ):
         check_rates(dropout, recurrent_dropout)
-        init, _ = CELLS[self.kind]
-        cell_options = _layer.cell_options(self.kind, cell_options, type(self).__name__)
+        self.cell = get_cell(cell)
+        cell_options = self.cell.with_options(cell_options, type(self).__name__)
         if layers is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")
             layers = stack_init(
                 rngs.params(),
-                init,
+                self.cell.init,
                 in_features,
                 hidden_features,
                 num_layers=num_layers,
                 bidirectional=bidirectional,
                 **cell_options,
             )
+        _checks.stack_shape(layers)
         self.layers = wrap(tuple(tuple(layer) for layer in layers))
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
-        self.time_major = time_major
+        self.time_major = _checks.boolean(time_major, "time_major")
+        self.unroll = unroll
+        self.remat = _checks.boolean(remat, "remat")
         self.deterministic = False  # flipped by nnx's model.train() / model.eval()
+
+    @classmethod
+    def from_layers(cls, layers, *, dropout=0.0, recurrent_dropout=0.0, **options):
+        """A module holding ``layers`` (e.g. from :func:`jaxrnn.interop.from_torch`).
+
+        ``options`` are the other constructor keywords (``time_major``, ``unroll``,
+        ``remat``). The cell is the one registered for the params' type.
+        """
+        _checks.stack_shape(layers)
+        return Recurrent(
+            cell_of(layers[0][0]),
+            None,
+            None,
+            layers=layers,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            **options,
+        )
 
     def to_layers(self):
         """The module's parameters as the functional ``layers`` of :func:`jaxrnn.stack_scan`."""
         return unwrap(self.layers)
 
-    @classmethod
-    def from_layers(cls, layers, *, dropout=0.0, recurrent_dropout=0.0, time_major=False):
-        """A module holding ``layers`` (e.g. from :func:`jaxrnn.interop.from_torch`)."""
-        num_layers, directions = _check_layers(layers)
-        first = layers[0][0]
-        return cls(
-            first.input_size,
-            first.hidden_size,
-            num_layers=num_layers,
-            bidirectional=directions == 2,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            time_major=time_major,
-            layers=layers,
-        )
-
     def initial_carry(self, batch_shape=()):
         """Zero carry for every layer and direction, nested like ``layers``."""
         return initial_carry(self.to_layers(), batch_shape)
 
-    def __call__(self, inputs, *, lengths=None, carry=None, return_carry=False, rngs=None):
+    def __call__(
+        self, inputs, *, lengths=None, resets=None, carry=None, return_carry=False, rngs=None
+    ):
         """Runs the stack.
 
         Args:
             inputs: ``(*batch, T, d)``, or ``(T, *batch, d)`` with ``time_major=True``.
             lengths: optional integer array of shape ``batch``.
+            resets: optional bool array shaped like ``inputs`` without its last
+                axis, marking where a new episode starts (see :func:`jaxrnn.stack_scan`).
             carry: optional initial state, nested like :meth:`to_layers`.
             return_carry: also return the final state of every layer and direction.
             rngs: ``nnx.Rngs`` with a ``dropout`` stream, needed for dropout in
@@ -98,30 +134,47 @@ class _Layer(nnx.Module):
                 )
             key = rngs.dropout()
         return run_layers(
-            CELLS[self.kind][1],
+            self.cell.step,
             self.to_layers(),
             inputs,
             time_major=self.time_major,
             lengths=lengths,
+            resets=resets,
             carry=carry,
+            return_carry=return_carry,
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
             key=key,
-            return_carry=return_carry,
+            unroll=self.unroll,
+            remat=self.remat,
         )
 
 
-_DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional.
+class _Named(Recurrent):
+    cell_name: str
+
+    def __init__(self, in_features, hidden_features, **kwargs):
+        super().__init__(self.cell_name, in_features, hidden_features, **kwargs)
+
+    @classmethod
+    def from_layers(cls, layers, **options):
+        """A module holding ``layers`` (e.g. from :func:`jaxrnn.interop.from_torch`)."""
+        _checks.stack_shape(layers)
+        if cell_of(layers[0][0]) is not get_cell(cls.cell_name):
+            raise TypeError(
+                f"layers: {cls.__name__} holds {cls.cell_name!r} params, got "
+                f"{type(layers[0][0]).__name__}"
+            )
+        return cls(None, None, layers=layers, **options)
+
+
+_DOC = """{title} layer: ``Recurrent({kind!r}, ...)``.
 
     ``{cls}(in_features, hidden_features, *, num_layers=1, bidirectional=False,
-    dropout=0.0, recurrent_dropout=0.0, time_major=False, layers=None, rngs=None,
-    **cell_options)``, with the cell options ``{options}`` of
+    dropout=0.0, recurrent_dropout=0.0, time_major=False, unroll=1, remat=False,
+    layers=None, rngs=None, **cell_options)``, with the cell options of
     :func:`jaxrnn.{kind}_init`; the cell computes :func:`jaxrnn.{kind}_step`.
-
-    A thin holder of the functional ``layers``: the call is :func:`jaxrnn.stack_scan`
-    on batch-major inputs. ``layers=`` uses given parameters instead of
-    initialising (see :meth:`from_layers`). Dropout follows NNX's ``model.train()``
-    / ``model.eval()`` switch and takes its key from the ``rngs`` passed to the call.
+    See :class:`Recurrent`.
 
     Example:
         >>> import jax.numpy as jnp
@@ -134,22 +187,16 @@ _DOC = """{title} layer: ``num_layers`` stacked, optionally bidirectional.
 """
 
 
-class RNN(_Layer):
-    __doc__ = _DOC.format(
-        title="Vanilla RNN", kind="rnn", cls="RNN", options="activation='tanh', dtype=float32"
-    )
-    kind = "rnn"
+class RNN(_Named):
+    __doc__ = _DOC.format(title="Vanilla RNN", kind="rnn", cls="RNN")
+    cell_name = "rnn"
 
 
-class LSTM(_Layer):
-    __doc__ = _DOC.format(
-        title="LSTM", kind="lstm", cls="LSTM", options="forget_bias=1.0, dtype=float32"
-    )
-    kind = "lstm"
+class LSTM(_Named):
+    __doc__ = _DOC.format(title="LSTM", kind="lstm", cls="LSTM")
+    cell_name = "lstm"
 
 
-class GRU(_Layer):
-    __doc__ = _DOC.format(
-        title="GRU", kind="gru", cls="GRU", options="reset_after=False, dtype=float32"
-    )
-    kind = "gru"
+class GRU(_Named):
+    __doc__ = _DOC.format(title="GRU", kind="gru", cls="GRU")
+    cell_name = "gru"

@@ -6,13 +6,18 @@ import numpy as np
 import jaxrnn
 from tests import reference
 
-# name -> (init, step, NumPy reference, init options)
+# test case -> (registered cell, NumPy reference, init options)
+VARIANTS = {
+    "rnn_tanh": ("rnn", reference.rnn, {"activation": "tanh"}),
+    "rnn_relu": ("rnn", reference.rnn, {"activation": "relu"}),
+    "lstm": ("lstm", reference.lstm, {}),
+    "gru": ("gru", reference.gru, {}),
+    "gru_reset_after": ("gru", reference.gru, {"reset_after": True}),
+}
+# test case -> (init, step, NumPy reference, init options), the cells looked up by name
 CELLS = {
-    "rnn_tanh": (jaxrnn.rnn_init, jaxrnn.rnn_step, reference.rnn, {"activation": "tanh"}),
-    "rnn_relu": (jaxrnn.rnn_init, jaxrnn.rnn_step, reference.rnn, {"activation": "relu"}),
-    "lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step, reference.lstm, {}),
-    "gru": (jaxrnn.gru_init, jaxrnn.gru_step, reference.gru, {}),
-    "gru_reset_after": (jaxrnn.gru_init, jaxrnn.gru_step, reference.gru, {"reset_after": True}),
+    case: (jaxrnn.get_cell(name).init, jaxrnn.get_cell(name).step, ref, options)
+    for case, (name, ref, options) in VARIANTS.items()
 }
 
 

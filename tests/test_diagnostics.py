@@ -8,9 +8,8 @@ import pytest
 import jaxrnn
 
 CELLS = {
-    "rnn": (jaxrnn.rnn_init, jaxrnn.rnn_step),
-    "lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step),
-    "gru": (jaxrnn.gru_init, jaxrnn.gru_step),
+    name: (jaxrnn.get_cell(name).init, jaxrnn.get_cell(name).step)
+    for name in ("rnn", "lstm", "gru")
 }
 
 

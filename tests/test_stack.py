@@ -12,11 +12,7 @@ from tests import reference
 from tests.cells import CELLS, make
 
 D, H = 4, 5
-KINDS = {
-    "rnn_tanh": (jaxrnn.rnn_init, jaxrnn.rnn_step, reference.rnn),
-    "lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step, reference.lstm),
-    "gru": (jaxrnn.gru_init, jaxrnn.gru_step, reference.gru),
-}
+KINDS = {case: CELLS[case][:3] for case in ("rnn_tanh", "lstm", "gru")}
 
 
 def close(a, b, tol=2e-5):

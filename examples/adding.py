@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 import sys
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,11 @@ import optax
 
 import jaxrnn
 from jaxrnn import train
+
+if __package__:  # imported as examples.adding
+    from . import _common as common
+else:  # run as a script, or imported with examples/ on the path
+    import _common as common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "adding.yaml"
@@ -52,17 +57,31 @@ CELLS = {
 class Config:
     """See ``configs/adding.yaml`` for what each key means."""
 
-    seq_len: int
-    hidden_size: int
-    batch_size: int
-    steps: int
-    lr: float
-    clip_norm: float
-    eval_size: int
-    eval_every: int
-    log_every: int
-    checkpoint_every: int
-    seed: int
+    seq_len: Annotated[int, train.Range(ge=2)]  # a marker in each half
+    hidden_size: common.Count
+    batch_size: common.Count
+    steps: common.Count
+    lr: common.Positive
+    clip_norm: common.Positive
+    eval_size: common.Count
+    eval_every: common.Count
+    log_every: common.Count
+    checkpoint_every: common.Count
+    seed: common.Seed
+
+
+def panels(config: Config) -> tuple[train.Panel, ...]:
+    """``curves.png`` of one cell: training and test MSE on one axis against the
+    baseline; the gradient norm before and after clipping on another."""
+    return (
+        train.Panel("MSE", ("train/loss", "eval/mse"), lines={"predict 1": BASELINE}, log_y=True),
+        train.Panel(
+            "global gradient norm",
+            ("train/grad_norm", "train/clipped_norm"),
+            lines={"clip_norm": config.clip_norm},
+            log_y=True,
+        ),
+    )
 
 
 def make_batch(key, batch_size: int, seq_len: int):
@@ -133,39 +152,49 @@ def train_cell(cell: str, config: Config, workdir, *, callbacks=()) -> train.Run
         workdir,
         init_state={"params": params, "opt_state": optimizer.init(params)},
         train_step=train_step,
-        config=config,
-        **train.schedule(config),
+        schedule=train.Schedule.from_config(config),
         eval_fn=evaluate,
-        items_per_step=config.batch_size,
-        item_name="seqs",
+        config=config,
         callbacks=callbacks,
-        description=f"adding {cell}",
+        report=train.Report(
+            title=f"adding {cell}",
+            items_per_step=config.batch_size,
+            item_name="seqs",
+            panels=panels(config),
+        ),
     )
 
 
-def train_and_evaluate(config: Config, workdir, *, cells=tuple(CELLS), callbacks=()) -> dict:
+def train_and_evaluate(
+    config: Config, workdir, *, cells=tuple(CELLS), callbacks=()
+) -> train.RunResult:
     """Trains each cell in ``workdir/<cell>``, then writes the plots and ``summary.json``.
 
-    Returns ``{"interrupted": bool, "mse": {cell: final test MSE}}``; on Ctrl-C it
-    returns after saving the interrupted cell, and running again resumes.
+    Returns a :class:`train.RunResult` whose ``state`` maps each cell to its
+    trained state and whose ``summary`` holds ``{"mse": {cell: final test MSE}}``;
+    on Ctrl-C it returns the interrupted cell's result after saving it, and
+    running again resumes.
     """
     workdir = pathlib.Path(workdir)
     results = {}
     for cell in cells:
         result = train_cell(cell, config, workdir / cell, callbacks=callbacks)
         if result.interrupted:
-            return {"interrupted": True, "mse": {}}
+            return result
         results[cell] = result
-    mse = {
-        cell: train.read_metrics(workdir / cell / "metrics.jsonl", split="eval")[-1]["mse"]
-        for cell in cells
-    }
+    mse = {cell: r.evaluation["mse"] for cell, r in results.items()}
     summary = {"seq_len": config.seq_len, "steps": config.steps, "baseline": BASELINE, "mse": mse}
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    common.write_json(workdir / "summary.json", summary)
     plot_all(config, workdir, {cell: r.state["params"] for cell, r in results.items()})
     for cell in cells:
         print(f"{cell:5s} test MSE {mse[cell]:.4f}   (baseline {BASELINE:.3f})")
-    return {"interrupted": False, "mse": mse}
+    return train.RunResult(
+        state={cell: r.state for cell, r in results.items()},
+        step=config.steps,
+        interrupted=False,
+        workdir=workdir,
+        summary={"mse": mse},
+    )
 
 
 @functools.partial(jax.jit, static_argnames="cell")

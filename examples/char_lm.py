@@ -15,9 +15,10 @@ baseline, with a short sample at every evaluation.
     python examples/char_lm.py sample [--workdir DIR] [--prompt TEXT] [--temperature T]
                                       [--length N] [--seed S]
 
-Ctrl-C saves a checkpoint; the same command resumes. The work directory
+Ctrl-C saves a checkpoint; the same command resumes (also with the same text
+moved elsewhere: the text is identified by its sha256). The work directory
 (default ``runs/char_lm``) holds checkpoints, ``metrics.jsonl``, ``curves.png``,
-``vocab.json`` and ``samples.txt``.
+``vocab.json`` and ``samples.txt``; ``sample`` needs only the checkpoints.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 import pathlib
 import sys
-from typing import Literal
+from typing import Annotated, Literal
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,11 @@ import optax
 
 import jaxrnn
 from jaxrnn import train
+
+if __package__:  # imported as examples.char_lm
+    from . import _common as common
+else:  # run as a script, or imported with examples/ on the path
+    import _common as common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "char_lm.yaml"
@@ -52,22 +57,38 @@ class Config:
 
     text_path: str | None
     cell: Literal["lstm", "gru"]
-    embed_size: int
-    hidden_size: int
-    num_layers: int
-    dropout: float
-    seq_len: int
-    batch_size: int
-    steps: int
-    lr: float
-    clip_norm: float
-    val_fraction: float
-    eval_every: int
-    log_every: int
-    checkpoint_every: int
-    sample_length: int
-    temperature: float
-    seed: int
+    embed_size: common.Count
+    hidden_size: common.Count
+    num_layers: common.Count
+    dropout: common.Dropout
+    seq_len: common.Count
+    batch_size: common.Count
+    steps: common.Count
+    lr: common.Positive
+    clip_norm: common.Positive
+    val_fraction: common.Fraction
+    eval_every: common.Count
+    log_every: common.Count
+    checkpoint_every: common.Count
+    sample_length: common.Size
+    temperature: Annotated[float, train.Range(ge=0)]
+    seed: common.Seed
+
+
+#: Keys that may change when a run resumes, besides the schedule's: the text is
+#: identified by its digest, not its path, and these two only shape the samples.
+RESUMABLE = ("text_path", "sample_length", "temperature")
+
+#: ``curves.png``: bits per character of training and validation on one axis,
+#: against the unigram baseline (the loss in nats would repeat them).
+PANELS = (
+    train.Panel(
+        "bits per character",
+        ("train/bpc", "eval/val_bpc"),
+        lines={"unigram baseline": "eval/unigram_bpc"},
+    ),
+    train.Panel("gradient norm (before clipping)", ("train/grad_norm",), log_y=True),
+)
 
 
 # ---------------------------------------------------------------- data
@@ -147,15 +168,11 @@ def min_chars(config: Config) -> int:
 
 
 def load_corpus(config: Config) -> Corpus:
-    if not 0 < config.val_fraction < 1:
-        raise train.ConfigError(
-            f"val_fraction: expected a number in (0, 1), got {config.val_fraction}"
-        )
     if config.text_path is None:
         text = stdlib_text()
-        train.check_length(text, min_chars(config), "the standard-library corpus")
+        common.check_length(text, min_chars(config), "the standard-library corpus")
     else:
-        text = train.read_text(config.text_path, min_chars=min_chars(config), name="text_path")
+        text = common.read_text(config.text_path, min_chars=min_chars(config), name="text_path")
     chars = tuple(sorted(set(text)))
     index = {c: i for i, c in enumerate(chars)}
     ids = np.fromiter((index[c] for c in text), np.int32, len(text))
@@ -267,30 +284,19 @@ def sample_text(
 # ---------------------------------------------------------------- training
 
 
-def _check_corpus_identity(workdir: pathlib.Path, corpus: Corpus):
-    path = workdir / "vocab.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("sha256") != corpus.sha256 and (workdir / "checkpoints").exists():
-            raise train.DataError(
-                f"text_path: the text differs from the one the checkpoints in {str(workdir)!r} "
-                "were trained on; nothing was changed. Use the same text to resume, or a new "
-                "work directory."
-            )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("vocab.json.tmp")
-    tmp.write_text(json.dumps({"chars": list(corpus.chars), "sha256": corpus.sha256}) + "\n")
-    tmp.replace(path)
-
-
-def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
+def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunResult:
     """Trains (or resumes) a character model in ``workdir``.
 
-    Returns ``{"interrupted", "step", "val_bpc", "unigram_bpc", "prompt", "sample", "state"}``.
+    The checkpoints carry the text's sha256 and characters: a resumption on
+    another text is refused, and the same text at another path resumes.
+
+    Returns:
+        The :class:`train.RunResult` of the run; its ``summary`` holds
+        ``val_bpc``, ``unigram_bpc``, ``prompt`` and ``sample`` (empty if
+        interrupted).
     """
     workdir = pathlib.Path(workdir)
     corpus = load_corpus(config)
-    _check_corpus_identity(workdir, corpus)
     train_data = jnp.asarray(streams(corpus.train, config.batch_size))  # (B, L)
     chunks_per_epoch = (train_data.shape[1] - 1) // config.seq_len
     val_batch = max(1, min(config.batch_size, (len(corpus.val) - 1) // (config.seq_len + 1)))
@@ -363,37 +369,41 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
         workdir,
         init_state=state,
         train_step=train_step,
-        config=config,
-        **train.schedule(config),
+        schedule=train.Schedule.from_config(config),
         eval_fn=evaluate,
-        items_per_step=config.batch_size * config.seq_len,
-        item_name="chars",
-        meta={"chars": list(corpus.chars)},
+        config=config,
+        resumable=RESUMABLE,
+        meta={"text": f"sha256:{corpus.sha256}", "chars": list(corpus.chars)},
         callbacks=callbacks,
-        description=f"char LM ({config.cell})",
+        report=train.Report(
+            title=f"char LM ({config.cell})",
+            items_per_step=config.batch_size * config.seq_len,
+            item_name="chars",
+            panels=PANELS,
+        ),
     )
-    evals = train.read_metrics(workdir / "metrics.jsonl", split="eval")
-    final = evals[-1]["val_bpc"] if evals else float("nan")
-    sample, prompt = "", "The " if set("The ") <= set(corpus.chars) else ""
-    if not result.interrupted:
-        sample = sample_text(
-            result.state["params"],
-            config,
-            corpus,
-            prompt,
-            config.sample_length,
-            config.temperature,
-            seed=config.seed,
-        )
-    return {
-        "interrupted": result.interrupted,
-        "step": result.step,
-        "val_bpc": final,
-        "unigram_bpc": baseline,
-        "sample": sample,
-        "prompt": prompt,
-        "state": result.state,
-    }
+    common.write_json(
+        workdir / "vocab.json", {"chars": list(corpus.chars), "sha256": corpus.sha256}
+    )
+    if result.interrupted:
+        return result
+    prompt = "The " if set("The ") <= set(corpus.chars) else ""
+    sample = sample_text(
+        result.state["params"],
+        config,
+        corpus,
+        prompt,
+        config.sample_length,
+        config.temperature,
+        seed=config.seed,
+    )
+    val_bpc = result.evaluation.get("val_bpc", float("nan"))
+    print(f"\nvalidation: {val_bpc:.3f} bits/char (unigram baseline {baseline:.3f})")
+    print(f"sample (temperature {config.temperature}):\n{prompt}{sample}")
+    print(f"\nwork directory: {workdir}  (curves.png, metrics.jsonl, samples.txt)")
+    print(f"more text: python examples/char_lm.py sample --workdir {workdir} --prompt 'The '")
+    summary = {"val_bpc": val_bpc, "unigram_bpc": baseline, "prompt": prompt, "sample": sample}
+    return dataclasses.replace(result, summary=summary)
 
 
 def _indent(text: str) -> str:
@@ -401,66 +411,63 @@ def _indent(text: str) -> str:
 
 
 def load_trained(workdir):
-    """``(params, config, corpus)`` from a work directory's config, vocabulary and newest
-    checkpoint; the text itself is not needed."""
+    """``(params, config, corpus)`` from a work directory's newest checkpoint, which carries
+    the config and the characters (checked against their digests); the text is not needed."""
     workdir = pathlib.Path(workdir)
-    for name in ("config.json", "vocab.json"):
-        if not (workdir / name).exists():
-            raise train.CheckpointError(
-                f"{str(workdir / name)!r} does not exist: train a model in {str(workdir)!r} first"
-            )
-    config = train.from_dict(Config, json.loads((workdir / "config.json").read_text()))
-    chars = tuple(json.loads((workdir / "vocab.json").read_text())["chars"])
+    if not (workdir / "checkpoints").is_dir():
+        raise train.CheckpointError(
+            f"no checkpoints in {str(workdir)!r}: train a model in {str(workdir)!r} first"
+        )
+    with train.Checkpoints(workdir / "checkpoints", read_only=True) as checkpoints:
+        if checkpoints.latest_step() is None:
+            raise train.CheckpointError(f"no checkpoint in {str(workdir)!r}: train a model first")
+        meta = checkpoints.restore_meta()
+        config = train.load_config(Config, meta.get("config") or {})
+        chars = tuple(meta.get("chars") or ())
+        if not chars:
+            raise train.CheckpointError(f"the checkpoint in {str(workdir)!r} has no vocabulary")
+        params = init_params(jax.random.key(0), config, len(chars))
+        optimizer = make_optimizer(config)
+        template = {
+            "params": params,
+            "opt_state": optimizer.init(params),
+            "carry": jaxrnn.initial_carry(params["layers"], (config.batch_size,)),
+        }
+        state, _ = checkpoints.restore(template)
     corpus = Corpus(chars, np.zeros(0, np.int32), np.zeros(0, np.int32), "")
-    checkpoints = train.Checkpoints(workdir / "checkpoints")
-    if checkpoints.latest_step() is None:
-        raise train.CheckpointError(f"no checkpoint in {str(workdir)!r}: train a model first")
-    params = init_params(jax.random.key(0), config, len(chars))
-    optimizer = make_optimizer(config)
-    template = {
-        "params": params,
-        "opt_state": optimizer.init(params),
-        "carry": jaxrnn.initial_carry(params["layers"], (config.batch_size,)),
-    }
-    state, _ = checkpoints.restore(template)
-    checkpoints.close()
     return state["params"], config, corpus
+
+
+def sample_main(argv) -> int:
+    """``char_lm.py sample``: text from the newest checkpoint of a work directory."""
+    parser = argparse.ArgumentParser(
+        prog="char_lm.py sample", description="Generate text from a trained model."
+    )
+    parser.add_argument("--workdir", type=pathlib.Path, default=WORKDIR)
+    parser.add_argument("--prompt", default="The ")
+    parser.add_argument("--length", type=int, default=500)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    with train.user_errors("char_lm"):
+        for name in ("length", "seed", "temperature"):
+            train.Range(ge=0).check(name, getattr(args, name))
+        params, config, corpus = load_trained(args.workdir)
+        text = sample_text(
+            params, config, corpus, args.prompt, args.length, args.temperature, args.seed
+        )
+    print(args.prompt + text)
+    return 0
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in ("train", "sample") else "train"
-    with train.user_errors("char_lm"):
-        if command == "sample":
-            parser = argparse.ArgumentParser(
-                prog="char_lm.py sample", description="Generate text from a trained model."
-            )
-            parser.add_argument("--workdir", type=pathlib.Path, default=WORKDIR)
-            parser.add_argument("--prompt", default="The ")
-            parser.add_argument("--length", type=int, default=500)
-            parser.add_argument("--temperature", type=float, default=0.8)
-            parser.add_argument("--seed", type=int, default=0)
-            args = parser.parse_args(argv)
-            params, config, corpus = load_trained(args.workdir)
-            text = sample_text(
-                params, config, corpus, args.prompt, args.length, args.temperature, args.seed
-            )
-            print(args.prompt + text)
-            return 0
-        config, workdir = train.parse_run(
-            Config, argv, config=CONFIG, workdir=WORKDIR, description=__doc__.splitlines()[0]
-        )
-        outcome = train_and_evaluate(config, workdir)
-    if outcome["interrupted"]:
-        return 130
-    print(
-        f"\nvalidation: {outcome['val_bpc']:.3f} bits/char "
-        f"(unigram baseline {outcome['unigram_bpc']:.3f})"
+    if command == "sample":
+        return sample_main(argv)
+    return train.run_main(
+        Config, train_and_evaluate, argv, name="char_lm", config=CONFIG, description=__doc__
     )
-    print(f"sample (temperature {config.temperature}):\n{outcome['prompt']}{outcome['sample']}")
-    print(f"\nwork directory: {workdir}  (curves.png, metrics.jsonl, samples.txt)")
-    print(f"more text: python examples/char_lm.py sample --workdir {workdir} --prompt 'The '")
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ training) and test (reported once, at the end). Plots in the work directory:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import sys
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,11 @@ import optax
 
 import jaxrnn
 from jaxrnn import train
+
+if __package__:  # imported as examples.classify
+    from . import _common as common
+else:  # run as a script, or imported with examples/ on the path
+    import _common as common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "classify.yaml"
@@ -38,19 +43,26 @@ NUM_CLASSES = 10
 class Config:
     """See ``configs/classify.yaml`` for what each key means."""
 
-    hidden_size: int
-    num_layers: int
-    dropout: float
-    batch_size: int
-    steps: int
-    lr: float
-    clip_norm: float
-    val_fraction: float
-    test_fraction: float
-    eval_every: int
-    log_every: int
-    checkpoint_every: int
-    seed: int
+    hidden_size: common.Count
+    num_layers: common.Count
+    dropout: common.Dropout
+    batch_size: common.Count
+    steps: common.Count
+    lr: common.Positive
+    clip_norm: common.Positive
+    val_fraction: Annotated[float, train.Range(gt=0, lt=0.5)]
+    test_fraction: Annotated[float, train.Range(gt=0, lt=0.5)]
+    eval_every: common.Count
+    log_every: common.Count
+    checkpoint_every: common.Count
+    seed: common.Seed
+
+
+#: ``curves.png``: loss and accuracy, training and validation on one axis each.
+PANELS = (
+    train.Panel("loss (nats)", ("train/loss", "eval/loss")),
+    train.Panel("accuracy", ("train/accuracy", "eval/accuracy"), lines={"chance": 0.1}),
+)
 
 
 def load_digits(config: Config):
@@ -61,16 +73,18 @@ def load_digits(config: Config):
         raise train.DataError(
             'the digits data ship with scikit-learn: pip install "jaxrnn[examples]"'
         ) from None
-    for name in ("val_fraction", "test_fraction"):
-        value = getattr(config, name)
-        if not 0 < value < 0.5:
-            raise train.ConfigError(f"{name}: expected a number in (0, 0.5), got {value}")
     digits = sklearn_digits()
     images = (digits.images / 16.0).astype(np.float32)  # (N, 8 rows, 8 pixels)
     labels = digits.target.astype(np.int32)
     order = np.random.default_rng(config.seed).permutation(len(labels))
     n_test = int(len(labels) * config.test_fraction)
     n_val = int(len(labels) * config.val_fraction)
+    for name, count in (("test_fraction", n_test), ("val_fraction", n_val)):
+        if count < 1:
+            raise train.ConfigError(
+                f"{name}: expected at least 1/{len(labels)} (one of the {len(labels)} images), "
+                f"got {getattr(config, name)}"
+            )
     parts = {
         "test": order[:n_test],
         "val": order[n_test : n_test + n_val],
@@ -107,8 +121,9 @@ def logits_of(params, xs, *, dropout=0.0, key=None):
     return logits + jnp.broadcast_to(params["b_out"], logits.shape)
 
 
-def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
-    """Trains (or resumes) the classifier; returns test accuracy and loss."""
+def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunResult:
+    """Trains (or resumes) the classifier; the result's ``summary`` holds the test accuracy
+    and loss (empty if interrupted)."""
     workdir = pathlib.Path(workdir)
     data = load_digits(config)
     train_xs, train_labels = (jnp.asarray(a) for a in data["train"])
@@ -154,16 +169,19 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
         workdir,
         init_state={"params": params, "opt_state": optimizer.init(params)},
         train_step=train_step,
-        config=config,
-        **train.schedule(config),
+        schedule=train.Schedule.from_config(config),
         eval_fn=evaluate,
-        items_per_step=config.batch_size,
-        item_name="images",
+        config=config,
         callbacks=callbacks,
-        description="digits (bidirectional GRU)",
+        report=train.Report(
+            title="digits (bidirectional GRU)",
+            items_per_step=config.batch_size,
+            item_name="images",
+            panels=PANELS,
+        ),
     )
     if result.interrupted:
-        return {"interrupted": True, "step": result.step, "state": result.state}
+        return result
 
     test_xs, test_labels = data["test"]
     final = result.state["params"]
@@ -179,12 +197,12 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
         "test_size": len(test_labels),
         "train_size": int(n_train),
     }
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    common.write_json(workdir / "summary.json", summary)
     print(
         f"test accuracy {test_accuracy:.4f} ({round(test_accuracy * len(test_labels))}"
         f"/{len(test_labels)} digits), test loss {test_loss:.4f}"
     )
-    return {"interrupted": False, "state": result.state, **summary}
+    return dataclasses.replace(result, summary=summary)
 
 
 def plot_confusion(confusion: np.ndarray, accuracy: float, path) -> None:

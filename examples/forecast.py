@@ -27,7 +27,6 @@ Plots in the work directory: ``curves.png`` and ``forecast.png``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import sys
@@ -41,6 +40,11 @@ import optax
 import jaxrnn
 from jaxrnn import train
 
+if __package__:  # imported as examples.forecast
+    from . import _common as common
+else:  # run as a script, or imported with examples/ on the path
+    import _common as common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "forecast.yaml"
 CELLS = {"lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step), "gru": (jaxrnn.gru_init, jaxrnn.gru_step)}
@@ -52,18 +56,26 @@ class Config:
 
     series: Literal["sunspots", "co2"]
     cell: Literal["lstm", "gru"]
-    context: int
-    test_size: int
-    val_size: int
-    hidden_size: int
-    batch_size: int
-    steps: int
-    lr: float
-    clip_norm: float
-    eval_every: int
-    log_every: int
-    checkpoint_every: int
-    seed: int
+    context: common.Count
+    test_size: common.Count
+    val_size: common.Count
+    hidden_size: common.Count
+    batch_size: common.Count
+    steps: common.Count
+    lr: common.Positive
+    clip_norm: common.Positive
+    eval_every: common.Count
+    log_every: common.Count
+    checkpoint_every: common.Count
+    seed: common.Seed
+
+
+#: ``curves.png``: the training MSE (standardised units) and the validation RMSE
+#: (the series' units) measure different things, so each has its own axis.
+PANELS = (
+    train.Panel("training MSE (standardised)", ("train/loss",), log_y=True),
+    train.Panel("validation RMSE", ("eval/val_rmse",)),
+)
 
 
 def load_series(name: str):
@@ -134,24 +146,26 @@ def predict(config: Config, params, xs):
     return ys[-1] @ params["w_out"] + params["b_out"]
 
 
-def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
-    """Trains (or resumes) the RNN forecaster, scores it and the baselines on the test span."""
+def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunResult:
+    """Trains (or resumes) the RNN forecaster, scores it and the baselines on the test span;
+    the result's ``summary`` holds the scores (empty if interrupted)."""
     workdir = pathlib.Path(workdir)
     times, values, unit = load_series(config.series)
     n = len(values)
     train_end = n - config.test_size
-    if config.context < 1:
-        raise train.ConfigError(f"context: expected a positive int, got {config.context}")
-    if config.test_size < 1 or train_end - config.context - config.val_size < 2 * config.context:
+    # Before the validation span: 2 * context training windows for the RNN, and the
+    # 4 targets that AR(1) needs (see choose_ar_order).
+    fit_end = train_end - config.val_size
+    need = max(3 * config.context, 5)
+    if fit_end < need:
         raise train.ConfigError(
-            f"test_size: {config.test_size} (with context={config.context}, "
-            f"val_size={config.val_size}) leaves too little of the {n} values of "
-            f"{config.series!r} to train on"
+            f"test_size: expected at most {n - config.val_size - need} with "
+            f"context={config.context} and val_size={config.val_size} (the {n} values of "
+            f"{config.series!r} must leave {need} to train on), got {config.test_size}"
         )
     mean, std = values[:train_end].mean(), values[:train_end].std()
     scaled = (values - mean) / std
     # The RNN trains on targets before the validation span, which stays held out to watch it.
-    fit_end = train_end - config.val_size
     train_xs, train_ys = windows(scaled, config.context, range(config.context, fit_end))
     test_targets = range(train_end, n)
     test_xs, _ = windows(scaled, config.context, test_targets)
@@ -193,16 +207,19 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
         workdir,
         init_state={"params": params, "opt_state": optimizer.init(params)},
         train_step=train_step,
-        config=config,
-        **train.schedule(config),
+        schedule=train.Schedule.from_config(config),
         eval_fn=evaluate,
-        items_per_step=batch_size,
-        item_name="windows",
+        config=config,
         callbacks=callbacks,
-        description=f"forecast {config.series} ({config.cell})",
+        report=train.Report(
+            title=f"forecast {config.series} ({config.cell})",
+            items_per_step=batch_size,
+            item_name="windows",
+            panels=PANELS,
+        ),
     )
     if result.interrupted:
-        return {"interrupted": True, "step": result.step, "state": result.state}
+        return result
 
     truth = values[train_end:]
     rnn = np.asarray(forecast(result.state["params"], jnp.asarray(test_xs)), float) * std + mean
@@ -222,7 +239,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
         "ar_order": order,
         "errors": errors,
     }
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    common.write_json(workdir / "summary.json", summary)
     plot_forecast(
         times,
         values,
@@ -235,7 +252,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> dict:
     print(f"one-step-ahead forecasts of {config.series}, {len(truth)} held-out values:")
     for name, e in errors.items():
         print(f"  {name:12s} RMSE {e['rmse']:8.3f}   MAE {e['mae']:8.3f}  ({unit})")
-    return {"interrupted": False, "state": result.state, **summary}
+    return dataclasses.replace(result, summary=summary)
 
 
 def plot_forecast(times, values, train_end, predictions, errors, unit, path) -> None:

@@ -17,6 +17,7 @@ from jaxrnn import train
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
+import _common  # noqa: E402
 import adding  # noqa: E402
 import char_lm  # noqa: E402
 import classify  # noqa: E402
@@ -69,18 +70,18 @@ def test_char_lm_trains_resumes_and_samples(tmp_path, capsys):
     text.write_text("the cat sat on the mat. " * 40)
     config = lm_config(f"text_path={text}", "cell=gru", "num_layers=2", "dropout=0.1")
     out = char_lm.train_and_evaluate(config, tmp_path / "run")
-    assert not out["interrupted"] and out["step"] == 10
-    assert out["val_bpc"] < out["unigram_bpc"] + 1.0
+    assert not out.interrupted and out.step == 10
+    assert out.summary["val_bpc"] < out.summary["unigram_bpc"] + 1.0
     for name in ("curves.png", "metrics.jsonl", "config.json", "vocab.json", "samples.txt"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["10", "4", "8"]
 
     # Running again resumes at the end and changes nothing; more steps continue it.
     again = char_lm.train_and_evaluate(config, tmp_path / "run")
-    assert again["step"] == 10
-    _assert_same_tree(again["state"], out["state"])
+    assert again.step == 10
+    _assert_same_tree(again.state, out.state)
     longer = char_lm.train_and_evaluate(dataclasses.replace(config, steps=12), tmp_path / "run")
-    assert longer["step"] == 12
+    assert longer.step == 12
 
     capsys.readouterr()
     code = char_lm.main(
@@ -105,12 +106,12 @@ def test_char_lm_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     config = lm_config("steps=14")  # the default corpus: Python's own documentation
     straight = char_lm.train_and_evaluate(config, tmp_path / "straight")
     stopped = char_lm.train_and_evaluate(config, tmp_path / "resumed", callbacks=[_interrupt_at(6)])
-    assert stopped["interrupted"] and stopped["step"] == 6
+    assert stopped.interrupted and stopped.step == 6
     resumed = char_lm.train_and_evaluate(config, tmp_path / "resumed")
-    assert resumed["step"] == 14
+    assert resumed.step == 14
     # Parameters, Adam moments and the carried TBPTT state all match exactly.
-    _assert_same_tree(resumed["state"], straight["state"])
-    assert resumed["sample"] == straight["sample"]
+    _assert_same_tree(resumed.state, straight.state)
+    assert resumed.summary["sample"] == straight.summary["sample"]
 
 
 def test_char_lm_bad_input_is_a_clear_error_and_loses_nothing(tmp_path, capsys):
@@ -208,10 +209,10 @@ def test_adding_problem_runs_resumes_and_plots(tmp_path):
             raise KeyboardInterrupt
 
     stopped = adding.train_and_evaluate(config, tmp_path, callbacks=[interrupt_in_the_last_cell])
-    assert stopped["interrupted"]
+    assert stopped.interrupted
     assert sorted(os.listdir(tmp_path / "gru" / "checkpoints")) == ["3"]
     out = adding.train_and_evaluate(config, tmp_path)  # rnn, lstm: already done; gru resumes
-    assert set(out["mse"]) == {"rnn", "lstm", "gru"}
+    assert set(out.summary["mse"]) == {"rnn", "lstm", "gru"}
     for name in (
         "loss.png",
         "hidden_grad_norms.png",
@@ -222,6 +223,18 @@ def test_adding_problem_runs_resumes_and_plots(tmp_path):
         "lstm/checkpoints/6",
     ):
         assert (tmp_path / name).exists(), name
+
+
+def test_read_text_errors(tmp_path):
+    with pytest.raises(train.DataError, match=r"text_path: the file .* does not exist"):
+        _common.read_text(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(train.DataError, match="is empty"):
+        _common.read_text(tmp_path / "empty.txt")
+    with pytest.raises(train.DataError, match="is not a regular file"):
+        _common.read_text(tmp_path)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    assert _common.read_text(tmp_path / "latin1.txt") == "caf\xe9"
 
 
 def test_make_batch_is_the_adding_problem():
@@ -249,7 +262,7 @@ def test_adding_problem_gates_beat_the_vanishing_gradient(tmp_path):
             "checkpoint_every=400",
         ],
     )
-    mse = adding.train_and_evaluate(config, tmp_path)["mse"]
+    mse = adding.train_and_evaluate(config, tmp_path).summary["mse"]
     assert mse["rnn"] > 0.12, mse
     assert mse["lstm"] < 0.06 and mse["gru"] < 0.06, mse
 
@@ -270,9 +283,9 @@ def test_classifier_trains_resumes_and_plots(tmp_path):
         ],
     )
     stopped = classify.train_and_evaluate(config, tmp_path, callbacks=[_interrupt_at(20)])
-    assert stopped["interrupted"]
+    assert stopped.interrupted
     out = classify.train_and_evaluate(config, tmp_path)
-    assert out["step"] == 40 and out["test_accuracy"] > 0.5  # chance is 0.1
+    assert out.step == 40 and out.summary["test_accuracy"] > 0.5  # chance is 0.1
     assert (tmp_path / "confusion.png").exists() and (tmp_path / "curves.png").exists()
 
 
@@ -292,10 +305,10 @@ def test_forecaster_trains_resumes_and_beats_nothing_silly(tmp_path, series):
         ],
     )
     stopped = forecast.train_and_evaluate(config, tmp_path, callbacks=[_interrupt_at(9)])
-    assert stopped["interrupted"]
+    assert stopped.interrupted
     out = forecast.train_and_evaluate(config, tmp_path)
-    errors = out["errors"]
-    assert set(errors) == {"gru", "persistence", f"AR({out['ar_order']})"}
+    errors = out.summary["errors"]
+    assert set(errors) == {"gru", "persistence", f"AR({out.summary['ar_order']})"}
     assert all(np.isfinite(e["rmse"]) for e in errors.values())
     assert (tmp_path / "forecast.png").exists()
 

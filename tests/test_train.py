@@ -158,12 +158,11 @@ def _toy_run(workdir, num_steps, callbacks=(), config=None, checkpoint_every=4):
         workdir,
         init_state={"params": params, "opt_state": optimizer.init(params)},
         train_step=step_fn,
-        num_steps=num_steps,
-        config=config or Config(steps=num_steps),
-        checkpoint_every=checkpoint_every,
-        log_every=2,
+        schedule=train.Schedule(
+            steps=num_steps, log_every=2, eval_every=6, checkpoint_every=checkpoint_every
+        ),
         eval_fn=lambda state: {"w0": float(state["params"]["w"][0])},
-        eval_every=6,
+        config=config or Config(steps=num_steps),
         callbacks=callbacks,
     )
 
@@ -205,9 +204,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
 
 def test_resume_after_a_crash_drops_metrics_past_the_checkpoint(tmp_path):
     _toy_run(tmp_path, 8)  # checkpoints at 4 and 8
-    log = train.MetricsLog(tmp_path / "metrics.jsonl")
-    log.write(9, "train", loss=123.0)  # as if the process died after step 9
-    log.write(10, "train", loss=456.0)
+    with open(tmp_path / "metrics.jsonl", "a") as log:  # as if the process died after step 10
+        for step, loss in ((9, 123.0), (10, 456.0)):
+            log.write(json.dumps({"step": step, "split": "train", "loss": loss}) + "\n")
     result = _toy_run(tmp_path, 12)
     assert result.resumed_from == 8
     steps = [r["step"] for r in train.read_metrics(tmp_path / "metrics.jsonl", split="train")]
@@ -236,18 +235,6 @@ def test_a_finished_run_is_left_as_it_is(tmp_path):
 def test_fit_checks_its_arguments(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_every"):
         _toy_run(tmp_path, 4, checkpoint_every=0)
-
-
-def test_read_text_errors(tmp_path):
-    with pytest.raises(train.DataError, match=r"text_path: the file .* does not exist"):
-        train.read_text(tmp_path / "missing.txt")
-    (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(train.DataError, match="is empty"):
-        train.read_text(tmp_path / "empty.txt")
-    with pytest.raises(train.DataError, match="is not a regular file"):
-        train.read_text(tmp_path)
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
-    assert train.read_text(tmp_path / "latin1.txt") == "caf\xe9"
 
 
 def test_user_errors_become_a_message_and_exit_status_2(capsys):

@@ -1,16 +1,19 @@
-"""Orbax checkpoints of a training state, with errors that say what is wrong and where."""
+"""Orbax checkpoints of a training state, verified by digests; errors say what and where."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
 from typing import Any
 
 import jax
 import numpy as np
 
+from jaxrnn.train._errors import CheckpointError, first_line
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read, or that does not fit the model being restored."""
+#: The format of the ``digests`` item: ``{"format", "state": {name: sha256}, "meta": sha256}``.
+DIGEST_FORMAT = 1
 
 
 class Checkpoints:
@@ -18,28 +21,49 @@ class Checkpoints:
 
     Orbax writes each checkpoint into a temporary directory and renames it into
     place only when complete, so an interrupted save never leaves a half-written
-    checkpoint behind, and existing checkpoints are never modified. The newest
-    ``max_to_keep`` are kept.
+    checkpoint behind, and existing checkpoints are never modified.
 
     A checkpoint holds a ``state`` (any pytree of arrays: parameters, optimizer
-    state, carries) and ``meta``, a JSON-ready dict.
+    state, carries), ``meta`` (a JSON-ready dict) and ``digests``: the sha256 of
+    every array's bytes and of ``meta``, computed from the values in memory and
+    committed with them. :meth:`restore` recomputes the digests of what it read
+    and refuses a checkpoint whose bytes changed on disk (a flipped bit,
+    overwritten data) instead of returning wrong values.
+
+    Retention keeps the newest ``max_to_keep`` *verified* checkpoints: those this
+    object saved or restored and verified. Older ones are deleted after a save;
+    a checkpoint that was never verified does not count, so the newest verified
+    one is never deleted in favour of ones that might be damaged.
 
     Example:
         >>> import tempfile, jax.numpy as jnp
-        >>> ckpts = Checkpoints(tempfile.mkdtemp())
-        >>> ckpts.save(3, {"w": jnp.ones(2)}, {"note": "hi"})
-        >>> state, meta = ckpts.restore({"w": jnp.zeros(2)})
-        >>> ckpts.latest_step(), state["w"].tolist(), meta["note"]
+        >>> with Checkpoints(tempfile.mkdtemp()) as ckpts:
+        ...     ckpts.save(3, {"w": jnp.ones(2)}, {"note": "hi"})
+        ...     state, meta = ckpts.restore({"w": jnp.zeros(2)})
+        ...     ckpts.latest_step(), state["w"].tolist(), meta["note"]
         (3, [1.0, 1.0], 'hi')
     """
 
-    def __init__(self, directory, *, max_to_keep: int | None = 3):
+    def __init__(self, directory, *, max_to_keep: int | None = 3, read_only: bool = False):
         import orbax.checkpoint as ocp
 
         self.directory = pathlib.Path(directory).absolute()
+        self.max_to_keep = max_to_keep
+        self._verified: set[int] = set()
         self._ocp = ocp
+        if self.directory.exists() and not self.directory.is_dir():
+            raise CheckpointError(
+                f"checkpoint directory {str(self.directory)!r} is a file; expected a directory. "
+                "Nothing was changed: move the file aside, or use a new work directory."
+            )
+        if read_only and not self.directory.is_dir():
+            raise CheckpointError(f"no checkpoint directory {str(self.directory)!r}")
+        # Retention is done here (only verified checkpoints count), not by Orbax.
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+            max_to_keep=None,
+            create=not read_only,
+            read_only=read_only,
+            enable_async_checkpointing=False,
         )
         try:
             self._manager = ocp.CheckpointManager(
@@ -48,32 +72,64 @@ class Checkpoints:
                 item_handlers={
                     "state": ocp.StandardCheckpointHandler(),
                     "meta": ocp.JsonCheckpointHandler(),
+                    "digests": ocp.JsonCheckpointHandler(),
                 },
             )
         except Exception as error:
             raise CheckpointError(
-                f"checkpoint directory {str(self.directory)!r} cannot be opened: {error}"
-            ) from error
+                f"checkpoint directory {str(self.directory)!r} cannot be opened "
+                f"({first_line(error)})"
+            ) from None
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def latest_step(self) -> int | None:
         """The step of the newest complete checkpoint, or ``None``."""
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
+        """The steps of all complete checkpoints, oldest first."""
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state, meta: dict[str, Any] | None = None) -> None:
-        """Saves ``state`` and ``meta`` as checkpoint ``step``; never replaces an existing one."""
+        """Saves ``state``, ``meta`` and their digests as checkpoint ``step``, then applies
+        the retention rule; never replaces an existing checkpoint.
+
+        Raises:
+            CheckpointError: the checkpoint exists, or writing it failed (a full
+                disk, say); the earlier checkpoints are intact either way.
+        """
         ocp = self._ocp
         if step in self._manager.all_steps():
             raise CheckpointError(
                 f"checkpoint {step} already exists in {str(self.directory)!r}; it is left as it is"
             )
+        meta = _json_round_trip(dict(meta or {}))
+        digests = {
+            "format": DIGEST_FORMAT,
+            "state": state_digests(state),
+            "meta": _digest_meta(meta),
+        }
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta or {}))
+            state=ocp.args.StandardSave(state),
+            meta=ocp.args.JsonSave(meta),
+            digests=ocp.args.JsonSave(digests),
         )
-        self._manager.save(step, args=args, force=True)
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(step, args=args, force=True)
+            self._manager.wait_until_finished()
+        except Exception as error:
+            raise CheckpointError(
+                f"checkpoint {step} could not be saved in {str(self.directory)!r} "
+                f"({first_line(error)}); the earlier checkpoints are intact. Fix the cause "
+                "(e.g. free some space) and run the same command to resume."
+            ) from None
+        self._verified.add(step)
+        self._prune()
 
     def restore(self, target, step: int | None = None):
         """Restores checkpoint ``step`` (default: the newest) into the structure of ``target``.
@@ -84,59 +140,135 @@ class Checkpoints:
             step: which checkpoint; ``None`` for the newest.
 
         Returns:
-            ``(state, meta)``.
+            ``(state, meta)``, both checked against the digests saved with them.
 
         Raises:
-            CheckpointError: no checkpoint, an unreadable (corrupt or truncated)
-                one, or one whose arrays differ from ``target`` in name, shape or
-                dtype; the message names the first mismatching parameters.
+            CheckpointError: no checkpoint; an unreadable (corrupt or truncated)
+                one; one whose bytes no longer match their digests; or one whose
+                arrays differ from ``target`` in name, shape or dtype (the
+                message names the first mismatching parameters).
         """
         ocp = self._ocp
-        if step is None:
-            step = self.latest_step()
-        if step is None or step not in self._manager.all_steps():
-            raise CheckpointError(f"no checkpoint {step} in {str(self.directory)!r}")
-        where = str(self.directory / str(step))
+        step, where = self._locate(step)
         try:
             stored = self._manager.item_metadata(step)["state"]
         except Exception as error:
-            raise _unreadable(where, error) from error
+            raise _unreadable(where, error) from None
         if stored is None:
             raise _unreadable(where, "its state metadata is missing")
         _check_compatible(where, _stored_arrays(stored), _target_arrays(target))
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+        restored = self._restore_items(
+            step, where, state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
         )
-        try:
-            restored = self._manager.restore(step, args=args)
-        except Exception as error:
-            raise _unreadable(where, error) from error
-        return restored.state, dict(restored.meta or {})
+        meta = dict(restored.meta or {})
+        digests = getattr(restored, "digests", None)
+        if digests is not None:
+            self._verify(where, step, digests.get("meta"), _digest_meta(meta), "meta")
+            saved = digests.get("state") or {}
+            found = state_digests(restored.state)
+            for name in sorted(set(saved) | set(found)):
+                self._verify(where, step, saved.get(name), found.get(name), name)
+            self._verified.add(step)
+        return restored.state, meta
 
     def restore_meta(self, step: int | None = None) -> dict[str, Any]:
-        """The ``meta`` dict of checkpoint ``step`` (default: the newest), without its arrays."""
-        ocp = self._ocp
-        step = self.latest_step() if step is None else step
-        if step is None or step not in self._manager.all_steps():
-            raise CheckpointError(f"no checkpoint {step} in {str(self.directory)!r}")
-        try:
-            restored = self._manager.restore(
-                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-            )
-        except Exception as error:
-            raise _unreadable(str(self.directory / str(step)), error) from error
-        return dict(restored.meta or {})
+        """The ``meta`` dict of checkpoint ``step`` (default: the newest), checked against its
+        digest, without reading the arrays."""
+        step, where = self._locate(step)
+        restored = self._restore_items(step, where, meta=self._ocp.args.JsonRestore())
+        meta = dict(restored.meta or {})
+        digests = getattr(restored, "digests", None)
+        if digests is not None:
+            self._verify(where, step, digests.get("meta"), _digest_meta(meta), "meta")
+        return meta
 
     def close(self) -> None:
+        """Ends Orbax's background work; call it (or use ``with``) before the process exits."""
         self._manager.close()
+
+    def _locate(self, step):
+        if step is None:
+            step = self.latest_step()
+        if step is None or step not in self._manager.all_steps():
+            raise CheckpointError(f"no checkpoint {step} in {str(self.directory)!r}")
+        return step, str(self.directory / str(step))
+
+    def _restore_items(self, step, where, **items):
+        ocp = self._ocp
+        if (self.directory / str(step) / "digests").is_dir():
+            items["digests"] = ocp.args.JsonRestore()
+        try:
+            return self._manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as error:
+            raise _unreadable(where, error) from None
+
+    def _verify(self, where, step, saved, found, name):
+        if saved is None or saved != found:
+            earlier = [s for s in self.all_steps() if s < step]
+            fallback = (
+                f"move that directory aside to resume from the checkpoint at step {earlier[-1]}"
+                if earlier
+                else "move that directory aside"
+            )
+            problem = "is missing from" if saved is None else "does not match"
+            raise CheckpointError(
+                f"checkpoint {where!r} is damaged: the sha256 of {name} {problem} the digest "
+                f"saved with it. Nothing was changed and nothing was trained on it; "
+                f"{fallback}, or use a new work directory."
+            )
+
+    def _prune(self):
+        if self.max_to_keep is None:
+            return
+        verified = sorted(self._verified)
+        if len(verified) < self.max_to_keep:
+            return
+        cutoff = verified[-self.max_to_keep]
+        for step in self.all_steps():
+            if step < cutoff:
+                self._manager.delete(step)
+                self._verified.discard(step)
+
+
+def state_digests(state) -> dict[str, str]:
+    """``{name: sha256}`` of every array of ``state``, named by its path (``params.w``)."""
+    return {
+        ".".join(_key_name(k) for k in path): _array_digest(leaf)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(state)
+    }
+
+
+def _array_digest(leaf) -> str:
+    if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    array = np.asarray(jax.device_get(leaf))
+    if array.ndim == 0 and array.dtype.kind in "biu":
+        # A Python int (a TrainState's step) may come back as another integer type.
+        payload = f"int:{int(array)}".encode()
+    elif array.ndim == 0 and array.dtype.kind == "f":
+        payload = b"float:" + np.float64(array).tobytes()
+    else:
+        header = f"{array.dtype.str}{array.shape}".encode()
+        payload = header + np.ascontiguousarray(array).tobytes()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _json_round_trip(meta: dict) -> dict:
+    return json.loads(json.dumps(meta))
+
+
+def _digest_meta(meta: dict) -> str:
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _unreadable(where, error) -> CheckpointError:
+    detail = error if isinstance(error, str) else first_line(error)
     return CheckpointError(
-        f"checkpoint {where!r} cannot be read ({type(error).__name__}: {error}). "
-        "It may be corrupt or written by something else. Nothing was changed: move that "
-        "directory aside to resume from an earlier checkpoint, or use a new work directory."
+        f"checkpoint {where!r} cannot be read ({detail}). It may be truncated, corrupt or "
+        "written by something else. Nothing was changed: move that directory aside to resume "
+        "from an earlier checkpoint, or use a new work directory."
     )
 
 

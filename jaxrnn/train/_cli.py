@@ -7,13 +7,93 @@ import contextlib
 import pathlib
 import sys
 
-from jaxrnn.train._checkpoint import CheckpointError
-from jaxrnn.train._config import ConfigError, load_config
-from jaxrnn.train._data import DataError
+from jaxrnn.train._config import load_config
+from jaxrnn.train._errors import USER_ERRORS, one_line
+from jaxrnn.train._loop import RunResult
+from jaxrnn.train._workdir import disk_error, lock_workdir
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, config, workdir) -> None:
-    """Adds ``--config``, ``--workdir`` and the ``key=value`` overrides to ``parser``."""
+@contextlib.contextmanager
+def user_errors(prog: str = "error"):
+    """Turns a bad config, bad data, a bad checkpoint or an unusable work directory into a
+    one-line message on stderr and exit status 2.
+
+    These errors are the user's to fix (their message says how), so a traceback
+    would only hide the message.
+
+    Example:
+        >>> import contextlib, io
+        >>> from jaxrnn.train import ConfigError
+        >>> err = io.StringIO()
+        >>> with contextlib.redirect_stderr(err):
+        ...     try:
+        ...         with user_errors("prog"):
+        ...             raise ConfigError("steps: expected an int >= 1, got 0")
+        ...     except SystemExit as exit:
+        ...         print(exit.code)
+        2
+        >>> err.getvalue()
+        'prog: ConfigError: steps: expected an int >= 1, got 0\\n'
+    """
+    try:
+        yield
+    except USER_ERRORS as error:
+        print(f"{prog}: {type(error).__name__}: {one_line(error, 2000)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_main(schema, train_and_evaluate, argv=None, *, name, config, description=None) -> int:
+    """A script's whole command line: parse, run ``train_and_evaluate``, return the exit status.
+
+    The command line is ``[--config FILE] [--workdir DIR] [key=value ...]``; the
+    config is read and checked (types and ranges) before anything is written.
+    The work directory defaults to ``runs/<name>`` and is locked for the whole
+    run, so a second run on it is refused. ``description`` (e.g. the module's
+    docstring) gives the help text its first paragraph.
+
+    Args:
+        schema: the config dataclass.
+        train_and_evaluate: ``train_and_evaluate(config, workdir) -> RunResult``.
+        argv: the arguments (default: ``sys.argv[1:]``).
+        name: the program name, for messages and the default work directory.
+        config: the default config file.
+        description: help text.
+
+    Returns:
+        0 when the run finished, 130 when Ctrl-C stopped it (after it saved, or
+        at once on a second Ctrl-C), and 2 for a bad config, bad data, a bad
+        checkpoint or an unusable work directory (see :func:`user_errors`).
+    """
+    first_paragraph = " ".join((description or "").strip().split("\n\n")[0].split()) or None
+    with user_errors(name):
+        run_config, workdir = _parse_run(
+            schema,
+            argv,
+            config=config,
+            workdir=pathlib.Path("runs") / name,
+            description=first_paragraph,
+        )
+        try:
+            with lock_workdir(workdir):
+                result = train_and_evaluate(run_config, workdir)
+        except KeyboardInterrupt:
+            print(f"{name}: aborted; the newest checkpoint is intact", file=sys.stderr)
+            return 130
+        except OSError as error:  # a full disk while writing a summary or a figure, say
+            converted = disk_error(error, workdir, "the checkpoints written so far are intact")
+            if converted is None:
+                raise
+            raise converted from None
+    if not isinstance(result, RunResult):
+        raise TypeError(
+            f"train_and_evaluate: expected it to return a jaxrnn.train.RunResult, got {result!r}"
+        )
+    return 130 if result.interrupted else 0
+
+
+def _parse_run(schema, argv=None, *, config, workdir, description=None):
+    """An example's command line parsed into ``(config, workdir)``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--config", type=pathlib.Path, default=config, help=f"config file (default: {config})"
     )
@@ -26,54 +106,5 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config, workdir) -> No
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="override one config key, e.g. steps=500"
     )
-
-
-def parse_run(schema, argv=None, *, config, workdir, description=None):
-    """Parses an example's command line into ``(config, workdir)``.
-
-    Example:
-        >>> import dataclasses
-        >>> @dataclasses.dataclass(frozen=True)
-        ... class Config:
-        ...     steps: int = 10
-        >>> parse_run(Config, ["steps=3", "--workdir", "out"], config=None, workdir="runs/x")
-        (Config(steps=3), PosixPath('out'))
-    """
-    parser = argparse.ArgumentParser(description=description)
-    add_run_arguments(parser, config=config, workdir=workdir)
     args = parser.parse_args(argv)
     return load_config(schema, args.config, args.overrides), pathlib.Path(args.workdir)
-
-
-@contextlib.contextmanager
-def user_errors(prog: str = "error"):
-    """Turns a bad config, bad data or a bad checkpoint into a one-line message and exit status 2.
-
-    These errors are the user's to fix (their message says how), so a traceback
-    would only hide the message.
-    """
-    try:
-        yield
-    except (ConfigError, DataError, CheckpointError) as error:
-        print(f"{prog}: {type(error).__name__}: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def run_main(schema, train_and_evaluate, argv=None, *, name, config, description=None):
-    """An example's whole command line: parse, run ``train_and_evaluate``, return the exit status.
-
-    The work directory defaults to ``runs/<name>``; ``description`` (e.g. the
-    module's docstring) gives the help text its first paragraph. The status is 0 when
-    the run finished, 130 when Ctrl-C stopped it (after it saved), and 2 for a
-    bad config, bad data or a bad checkpoint (see :func:`user_errors`).
-    """
-    with user_errors(name):
-        run_config, run_dir = parse_run(
-            schema,
-            argv,
-            config=config,
-            workdir=pathlib.Path("runs") / name,
-            description=" ".join((description or "").strip().split("\n\n")[0].split()) or None,
-        )
-        outcome = train_and_evaluate(run_config, run_dir)
-    return 130 if outcome["interrupted"] else 0

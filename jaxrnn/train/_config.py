@@ -1,40 +1,107 @@
-"""Typed run configs: a dataclass schema, values from a YAML/JSON file, ``key=value`` overrides."""
+"""Typed run configs: a dataclass schema, values from a YAML/JSON file, ``key=value`` overrides.
+
+A field's type says what a value may be (``int``, ``float``, ``bool``, ``str``,
+``Literal[...]``, any of these ``| None``); ``Annotated[int, Range(ge=1)]`` adds
+the numbers it may take. Both are checked when a config is loaded, before a run
+writes anything, and each error names the key, what it expected and what it got.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import json
+import math
 import pathlib
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from jaxrnn.train._errors import ConfigError
 
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema; the message names the key."""
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The numbers a config field accepts, declared with its type.
+
+    ``ge``/``gt`` bound it from below (``>=``/``>``), ``le``/``lt`` from above;
+    the value must also be finite (never NaN or infinite).
+
+    Example:
+        >>> import dataclasses
+        >>> from typing import Annotated
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Config:
+        ...     hidden_size: Annotated[int, Range(ge=1)] = 64
+        ...     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
+        >>> try:
+        ...     load_config(Config, overrides=["dropout=1.0"])
+        ... except ConfigError as error:
+        ...     print(error)
+        dropout: expected a float >= 0 and < 1, got 1.0
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def check(self, key: str, value) -> None:
+        """Raises :class:`ConfigError` naming ``key`` if ``value`` is outside the range."""
+        finite = not isinstance(value, float) or math.isfinite(value)
+        inside = finite and all(
+            bound is None or test(value, bound)
+            for bound, test in (
+                (self.ge, lambda v, b: v >= b),
+                (self.gt, lambda v, b: v > b),
+                (self.le, lambda v, b: v <= b),
+                (self.lt, lambda v, b: v < b),
+            )
+        )
+        if not inside:
+            kind = "an int" if isinstance(value, int) else "a float"
+            raise _OutOfRange(f"{key}: expected {kind} {self.describe()}, got {value!r}")
+
+    def describe(self) -> str:
+        """The range in words, e.g. ``">= 0 and < 1"``."""
+        parts = [
+            f"{op} {_number(bound)}"
+            for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+            if bound is not None
+        ]
+        return " and ".join(parts) if parts else "that is finite"
 
 
-def load_config(schema: type[C], path=None, overrides: Iterable[str] = ()) -> C:
-    """Builds a ``schema`` instance from a config file and ``key=value`` overrides.
+class _OutOfRange(ConfigError):
+    """A value of the right type outside its :class:`Range`."""
+
+
+def _number(bound) -> str:
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else str(bound)
+
+
+def load_config(schema: type[C], source=None, overrides: Iterable[str] = ()) -> C:
+    """Builds a ``schema`` instance from a config file (or mapping) and ``key=value`` overrides.
 
     ``schema`` is a dataclass whose annotated fields are the keys. Values come,
-    in increasing priority, from the field defaults, the file at ``path`` (YAML,
-    or JSON for a ``.json`` suffix; a flat mapping of keys to values), and the
-    overrides. An override value is read as YAML, so ``steps=500`` is an int,
-    ``lr=3e-3`` a float, ``cell=gru`` a string and ``text_path=null`` is ``None``.
+    in increasing priority, from the field defaults, ``source`` (a YAML file, a
+    JSON file for a ``.json`` suffix, or a mapping such as the config saved with
+    a checkpoint), and the overrides. An override value is read as YAML, so
+    ``steps=500`` is an int, ``lr=3e-3`` a float, ``cell=gru`` a string and
+    ``text_path=null`` is ``None``.
 
     Supported field types: ``int``, ``float`` (an int is accepted and converted),
-    ``bool``, ``str``, ``typing.Literal[...]`` of strings or ints, and any of
-    these ``| None``.
+    ``bool``, ``str``, ``typing.Literal[...]`` of strings or ints, any of these
+    ``| None``, and any of these ``Annotated`` with a :class:`Range`.
 
     Raises:
-        ConfigError: for a missing file, an unknown key, a wrong type, a value
-            not among a ``Literal``'s choices, or a key given no value. The
-            message names the key.
+        ConfigError: for a missing file, an unknown key, a wrong type (a bool is
+            not an int), a value outside its :class:`Range` or not among a
+            ``Literal``'s choices, or a key given no value. The message names
+            the key, what it expected and what it got.
 
     Example:
         >>> import dataclasses, typing
@@ -53,8 +120,10 @@ def load_config(schema: type[C], path=None, overrides: Iterable[str] = ()) -> C:
     """
     _check_schema(schema)
     values: dict[str, Any] = {}
-    if path is not None:
-        values.update(_read_file(pathlib.Path(path), schema))
+    if isinstance(source, Mapping):
+        values.update(source)
+    elif source is not None:
+        values.update(_read_file(pathlib.Path(source), schema))
     for item in overrides:
         key, value = parse_override(item)
         _check_known(key, schema, "override")
@@ -65,7 +134,7 @@ def load_config(schema: type[C], path=None, overrides: Iterable[str] = ()) -> C:
 def from_dict(schema: type[C], values: Mapping[str, Any]) -> C:
     """A ``schema`` instance from a mapping, with the checks of :func:`load_config`."""
     _check_schema(schema)
-    hints = typing.get_type_hints(schema)
+    hints = typing.get_type_hints(schema, include_extras=True)
     for key in values:
         _check_known(key, schema, "config")
     kwargs = {}
@@ -80,6 +149,23 @@ def from_dict(schema: type[C], values: Mapping[str, Any]) -> C:
 def to_dict(config) -> dict[str, Any]:
     """The config as a plain JSON-ready dict."""
     return dataclasses.asdict(config)
+
+
+def check_config(config) -> None:
+    """Checks a dataclass instance built in code, as :func:`load_config` checks a loaded one.
+
+    Each field of a supported type must hold a value of that type, inside its
+    :class:`Range` if it has one; fields of other types are left alone.
+
+    Raises:
+        ConfigError: naming the first key that does not fit.
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"config: expected a dataclass instance, got {config!r}")
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for field in dataclasses.fields(config):
+        if _supported(hints[field.name]):
+            _coerce(field.name, getattr(config, field.name), hints[field.name])
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -137,6 +223,8 @@ def _read_file(path: pathlib.Path, schema) -> dict[str, Any]:
 
 
 def _type_name(tp) -> str:
+    if typing.get_origin(tp) is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if typing.get_origin(tp) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if _is_union(tp):
@@ -150,14 +238,33 @@ def _is_union(tp) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
 
-def _coerce(key: str, value, tp):
+def _supported(tp) -> bool:
+    if typing.get_origin(tp) is Annotated:
+        return _supported(typing.get_args(tp)[0])
     if _is_union(tp):
+        return all(_supported(option) for option in typing.get_args(tp))
+    return typing.get_origin(tp) is typing.Literal or tp in (int, float, bool, str, type(None))
+
+
+def _coerce(key: str, value, tp):
+    if typing.get_origin(tp) is Annotated:
+        base, *extras = typing.get_args(tp)
+        value = _coerce(key, value, base)
+        for extra in extras:
+            if isinstance(extra, Range):
+                extra.check(key, value)
+        return value
+    if _is_union(tp):
+        # A value of the right type but out of range reports the range, not the type.
+        out_of_range = None
         for option in typing.get_args(tp):
             try:
                 return _coerce(key, value, option)
+            except _OutOfRange as error:
+                out_of_range = out_of_range or error
             except ConfigError:
                 continue
-        raise _wrong(key, value, tp)
+        raise out_of_range or _wrong(key, value, tp)
     if tp is type(None):
         if value is None:
             return None

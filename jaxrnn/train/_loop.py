@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import pathlib
 import signal
 import threading
@@ -16,46 +15,40 @@ from typing import Any
 import jax
 
 from jaxrnn.train._checkpoint import Checkpoints
-from jaxrnn.train._config import ConfigError, to_dict
+from jaxrnn.train._config import check_config, to_dict
+from jaxrnn.train._errors import ConfigError
 from jaxrnn.train._metrics import MetricsLog
+from jaxrnn.train._options import Report, Schedule
 from jaxrnn.train._plots import plot_metrics
+from jaxrnn.train._progress import format_value, progress
+from jaxrnn.train._workdir import disk_error, lock_workdir, write_json
 
-#: Config keys that may change between an interrupted run and its resumption.
-RESUMABLE_KEYS = ("steps", "log_every", "eval_every", "checkpoint_every")
+#: Keys of the meta stored with a checkpoint that :func:`fit` fills in itself.
+_RESERVED_META = ("config", "step")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RunResult:
-    """What :func:`fit` returns.
+    """What :func:`fit` returns (and what an example's ``train_and_evaluate`` returns).
 
     Attributes:
         state: the training state after the last completed step.
         step: the number of completed steps.
         interrupted: whether the run stopped early on Ctrl-C (its state is saved).
-        resumed_from: the checkpoint step the run started from, or ``None``.
         workdir: the run's work directory.
+        resumed_from: the checkpoint step the run started from, or ``None``.
+        evaluation: ``eval_fn``'s results at the last step (empty if it was
+            interrupted or has no ``eval_fn``).
+        summary: what a script adds about its run (final scores, a sample).
     """
 
     state: Any
     step: int
     interrupted: bool
-    resumed_from: int | None
     workdir: pathlib.Path
-
-
-def schedule(config) -> dict[str, int | None]:
-    """:func:`fit`'s step counts read from a config with the usual names.
-
-    ``steps``, ``checkpoint_every``, ``log_every`` and ``eval_every`` become
-    ``num_steps``, ``checkpoint_every``, ``log_every`` and ``eval_every``, so an
-    example calls ``fit(workdir, ..., config=config, **schedule(config))``.
-    """
-    return {
-        "num_steps": config.steps,
-        "checkpoint_every": config.checkpoint_every,
-        "log_every": config.log_every,
-        "eval_every": config.eval_every,
-    }
+    resumed_from: int | None = None
+    evaluation: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def fit(
@@ -63,40 +56,40 @@ def fit(
     *,
     init_state,
     train_step: Callable[[Any, int], tuple[Any, Mapping[str, Any]]],
-    num_steps: int,
-    config=None,
-    checkpoint_every: int = 500,
-    log_every: int = 50,
+    schedule: Schedule,
     eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
-    eval_every: int | None = None,
-    items_per_step: int = 1,
-    item_name: str = "steps",
-    resumable_keys: Sequence[str] = RESUMABLE_KEYS,
+    config=None,
+    resumable: Sequence[str] = (),
     meta: Mapping[str, Any] | None = None,
     callbacks: Iterable[Callable[[int, Any, Mapping[str, Any]], None]] = (),
-    console=None,
-    description: str = "train",
+    report: Report | None = None,
 ) -> RunResult:
-    """Runs ``train_step`` until ``num_steps``, resumably.
+    """Runs ``train_step`` for ``schedule.steps`` steps, resumably.
 
-    In ``workdir`` the run keeps ``checkpoints/<step>/`` (Orbax, atomic, every
-    ``checkpoint_every`` steps, at the end and on Ctrl-C), ``metrics.jsonl``
-    (training metrics averaged over each ``log_every`` steps, and ``eval_fn``'s
-    results every ``eval_every`` steps and at the end), ``config.json`` and
-    ``curves.png``.
+    In ``workdir`` the run keeps ``checkpoints/<step>/`` (Orbax, atomic, with
+    sha256 digests), ``metrics.jsonl`` (training metrics averaged over each
+    ``log_every`` steps, cut at checkpoints, and ``eval_fn``'s results),
+    ``config.json`` and ``curves.png`` (drawn as ``report.panels`` say). The run
+    holds an OS lock on ``workdir``: a second run on it is refused.
 
     If ``workdir`` already holds a checkpoint, the run resumes from the newest
-    one. Resumption is exact when ``train_step`` is a pure function of its
-    arguments: draw each step's batch and randomness from the step number (for
-    example ``jax.random.fold_in(key, step)``), and keep everything else that
-    changes (parameters, optimizer state, carried hidden states) in ``state``.
-    Then an interrupted and resumed run ends with the same state as one that
-    never stopped.
+    one, after checking its digests. Resumption is exact when ``train_step`` is
+    a pure function of its arguments: draw each step's batch and randomness from
+    the step number (for example ``jax.random.fold_in(key, step)``), and keep
+    everything else that changes (parameters, optimizer state, carried hidden
+    states) in ``state``. Then an interrupted and resumed run ends with the same
+    state and the same ``metrics.jsonl`` as one that never stopped.
 
-    Ctrl-C (SIGINT) lets the current step finish, saves a checkpoint and returns
-    with ``interrupted=True``; a second Ctrl-C aborts at once (the last saved
-    checkpoint is still intact, since Orbax commits a checkpoint only when it is
-    complete).
+    Each step ends in the same order: the step's training record, its
+    evaluation, then its checkpoint. So a checkpoint implies that every record
+    up to its step exists, and a process killed at any point (SIGKILL, a full
+    disk) resumes from its newest checkpoint with the records after it dropped
+    and written again.
+
+    Ctrl-C (SIGINT) lets the current step finish, records it, saves a checkpoint
+    and returns with ``interrupted=True``; a second Ctrl-C aborts at once
+    (Orbax commits a checkpoint only when it is complete, so the newest one
+    is intact).
 
     Args:
         workdir: the run's directory (created if needed).
@@ -105,157 +98,242 @@ def fit(
         train_step: ``train_step(state, step) -> (state, metrics)``, usually
             jitted, where ``step`` counts from 0 and ``metrics`` is a dict of
             scalars (it should contain ``"loss"``).
-        num_steps: total number of steps of the run (including resumed ones).
-        config: the run's config dataclass, saved to ``config.json`` and with
-            every checkpoint. On resumption a config that differs in a key not
-            in ``resumable_keys`` is an error: the checkpoint belongs to
-            another experiment.
-        checkpoint_every: steps between checkpoints.
-        log_every: steps between metrics records and progress updates.
-        eval_fn: ``eval_fn(state) -> dict`` of floats, e.g. a validation loss.
-        eval_every: steps between evaluations (``None``: only at the end).
-        items_per_step: how many ``item_name`` one step processes, for the
-            throughput shown (e.g. characters).
-        item_name: the unit of throughput.
-        resumable_keys: config keys allowed to change on resumption.
-        meta: extra JSON-ready data stored with every checkpoint.
+        schedule: when to record, evaluate and save, and for how many steps.
+        eval_fn: ``eval_fn(state) -> dict`` of floats, e.g. a validation loss;
+            run every ``schedule.eval_every`` steps and at the end.
+        config: the run's config dataclass, checked (types and
+            :class:`~jaxrnn.train.Range` s) before anything is written, saved
+            to ``config.json`` and with every checkpoint. On resumption a config
+            that differs in a key other than the schedule's and ``resumable`` is
+            an error: the checkpoint belongs to another experiment.
+        resumable: config keys besides the schedule's that may change on
+            resumption (a data path whose content ``meta`` identifies, say).
+        meta: JSON-ready facts stored with every checkpoint that identify the
+            run's data (e.g. ``{"text": "sha256:..."}``); a resumption whose
+            ``meta`` differs is refused, like a differing config.
         callbacks: ``callback(step, state, metrics)`` after every step (with
             ``step`` the number of completed steps and ``metrics`` not yet
-            fetched from the device).
-        console: a ``rich.console.Console`` (default: a new one on stdout).
-        description: label of the progress bar.
+            fetched from the device), before the step is recorded.
+        report: the progress label, throughput unit and plot panels (default:
+            ``Report()``).
 
     Returns:
         A :class:`RunResult`.
 
     Raises:
-        ConfigError: the work directory's checkpoint was made with another config.
-        CheckpointError: the newest checkpoint is unreadable or does not fit
-            ``init_state``. Nothing in ``workdir`` is changed in either case.
+        ConfigError: the config is invalid, or the work directory's checkpoint
+            was made with another config or ``meta``.
+        CheckpointError: the newest checkpoint is unreadable, damaged (its
+            digests do not match) or does not fit ``init_state``.
+        WorkdirError: another run holds ``workdir``, it cannot be written, the
+            disk is full, or ``metrics.jsonl`` has a damaged line.
+
+        Nothing saved is changed by any of these: the checks come before the
+        first write, and a failed write leaves the newest checkpoint intact.
     """
-    for name, value in (
-        ("num_steps", num_steps),
-        ("checkpoint_every", checkpoint_every),
-        ("log_every", log_every),
-    ):
-        if not isinstance(value, int) or value < (0 if name == "num_steps" else 1):
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    from rich.console import Console
-
-    console = console or Console()
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule: expected a jaxrnn.train.Schedule, got {schedule!r}")
+    report = Report() if report is None else report
+    if not isinstance(report, Report):
+        raise TypeError(f"report: expected a jaxrnn.train.Report, got {report!r}")
+    if config is not None:
+        check_config(config)
+    meta = _check_meta(meta)
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    checkpoints = Checkpoints(workdir / "checkpoints")
-    metrics = MetricsLog(workdir / "metrics.jsonl")
-    config_dict = None if config is None else to_dict(config)
+    with lock_workdir(workdir), Checkpoints(workdir / "checkpoints") as checkpoints:
+        try:
+            state, step, resumed_from = _resume(
+                checkpoints, init_state, config, resumable, meta, workdir
+            )
+            run = _Run(workdir, checkpoints, schedule, report, eval_fn, config, meta)
+            return run.train(state, step, resumed_from, train_step, callbacks)
+        except OSError as error:
+            latest = checkpoints.latest_step()
+            where = (
+                f"the newest checkpoint (step {latest}) is intact"
+                if latest is not None
+                else "no checkpoint was saved yet"
+            )
+            converted = disk_error(error, workdir, where)
+            if converted is None:
+                raise
+            raise converted from None
 
+
+def _check_meta(meta) -> dict[str, Any]:
+    meta = json.loads(json.dumps(dict(meta or {})))  # as it comes back from a checkpoint
+    for key in _RESERVED_META:
+        if key in meta:
+            raise ValueError(f"meta: {key!r} is filled in by fit; use another key")
+    return meta
+
+
+def _resume(checkpoints, init_state, config, resumable, meta, workdir):
+    """``(state, step, resumed_from)``: the newest checkpoint's, once it is known to belong to
+    this run and to be intact, or the initial state."""
     resumed_from = checkpoints.latest_step()
-    state, step = init_state, 0
-    if resumed_from is not None:
-        saved_meta = checkpoints.restore_meta(resumed_from)
-        _check_same_config(saved_meta.get("config"), config_dict, resumable_keys, workdir)
-        state, saved_meta = checkpoints.restore(init_state, resumed_from)
-        step = int(saved_meta.get("step", resumed_from))
-        console.print(f"Resuming from the checkpoint at step {step} in {workdir}")
-    metrics.truncate_after(step)
-    if config_dict is not None:
-        _write_json(workdir / "config.json", config_dict)
+    if resumed_from is None:
+        return init_state, 0, None
+    saved = checkpoints.restore_meta(resumed_from)
+    if config is not None and saved.get("config") is not None:
+        ignored = {f.name for f in dataclasses.fields(Schedule)} | set(resumable)
+        _check_same_config(saved["config"], to_dict(config), ignored, workdir)
+    _check_same_meta({k: v for k, v in saved.items() if k not in _RESERVED_META}, meta, workdir)
+    state, saved = checkpoints.restore(init_state, resumed_from)
+    return state, int(saved.get("step", resumed_from)), resumed_from
 
-    full_meta = {"config": config_dict, **dict(meta or {})}
 
-    def save(at):
-        if at not in checkpoints.all_steps():
-            checkpoints.save(at, state, {**full_meta, "step": at})
+class _Run:
+    """One call of :func:`fit` once its work directory is checked: the loop and its records."""
 
-    def evaluate(at):
-        values = {k: float(v) for k, v in eval_fn(state).items()}
-        metrics.write(at, "eval", **values)
-        console.print(f"step {at}: eval " + "  ".join(f"{k} {_fmt(v)}" for k, v in values.items()))
-        return values
+    def __init__(self, workdir, checkpoints, schedule, report, eval_fn, config, meta):
+        from rich.console import Console
 
-    interrupted = False
-    if step >= num_steps:
-        console.print(f"Already trained for {step} steps (steps={num_steps}); nothing to do.")
-    else:
-        with _progress(console, description, num_steps, step) as bar, _sigint() as stop:
-            acc, count, tick = None, 0, time.perf_counter()
+        self.workdir = workdir
+        self.checkpoints = checkpoints
+        self.schedule = schedule
+        self.report = report
+        self.eval_fn = eval_fn
+        self.console = report.console or Console()
+        self.metrics = MetricsLog(workdir / "metrics.jsonl")
+        self.config_dict = None if config is None else to_dict(config)
+        self.meta = {"config": self.config_dict, **meta}
+        self.interval = _Interval()
+        self.evaluation: dict[str, float] = {}  # the newest evaluation's values,
+        self.evaluated_at: int | None = None  # and its step
+
+    def train(self, state, step, resumed_from, train_step, callbacks) -> RunResult:
+        kept = self.metrics.truncate_after(step)
+        for record in kept:
+            if record["split"] == "eval" and record["step"] == step:
+                self.evaluation, self.evaluated_at = _values(record), step
+        if resumed_from is not None:
+            self.console.print(f"Resuming from the checkpoint at step {step} in {self.workdir}")
+        if self.config_dict is not None:
+            write_json(self.workdir / "config.json", self.config_dict)
+        if step >= self.schedule.steps:
+            self.console.print(
+                f"Already trained for {step} steps (steps={self.schedule.steps}); nothing to do."
+            )
+            interrupted = False
+        else:
+            state, step, interrupted = self._loop(state, step, train_step, callbacks)
+        if not interrupted and self.eval_fn is not None and self.evaluated_at != step:
+            self._evaluate(state, step)  # e.g. a run cut short earlier, now asked for no more
+        self._plot()
+        evaluation = self.evaluation if self.evaluated_at == step and not interrupted else {}
+        return RunResult(state, step, interrupted, self.workdir, resumed_from, evaluation)
+
+    def _loop(self, state, step, train_step, callbacks):
+        total = self.schedule.steps
+        with progress(self.console, self.report.title, total, step) as bar, _sigint() as stop:
+            self.interval.reset()
             try:
-                while step < num_steps and not stop.requested:
+                while step < total and not stop.requested:
                     state, step_metrics = train_step(state, step)
                     step += 1
-                    acc = step_metrics if acc is None else jax.tree.map(_add, acc, step_metrics)
-                    count += 1
+                    self.interval.add(step_metrics)
                     for callback in callbacks:
                         callback(step, state, step_metrics)
-                    if step % log_every == 0 or step == num_steps:
-                        means = {k: float(v) / count for k, v in jax.device_get(acc).items()}
-                        now = time.perf_counter()
-                        rate = count * items_per_step / max(now - tick, 1e-9)
-                        metrics.write(step, "train", **means, items_per_s=rate)
-                        bar.log(step, means, rate, item_name)
-                        acc, count, tick = None, 0, now
+                    self._record(state, step, bar, flush=step == total)
+                    if step % self.schedule.checkpoint_every == 0 or step == total:
+                        self._save(state, step)
                     bar.advance(step)
-                    if step % checkpoint_every == 0:
-                        save(step)
-                    if eval_fn is not None and eval_every and step % eval_every == 0:
-                        if step < num_steps:
-                            evaluate(step)
             except KeyboardInterrupt:
+                if stop.requested:
+                    raise  # a second Ctrl-C: abort now; the newest checkpoint is intact
                 stop.requested = True
-            if count:  # the partial interval before an interruption is kept too
-                means = {k: float(v) / count for k, v in jax.device_get(acc).items()}
-                rate = count * items_per_step / max(time.perf_counter() - tick, 1e-9)
-                metrics.write(step, "train", **means, items_per_s=rate)
-            interrupted = stop.requested and step < num_steps
-        save(step)
-        if interrupted:
-            console.print(
-                f"Interrupted: saved a checkpoint at step {step} in {workdir}. "
-                "Run the same command again to resume."
+            interrupted = step < total
+            if interrupted:
+                # Complete the step's records, then save: a checkpoint implies its records.
+                self._record(state, step, bar, flush=True)
+                self._save(state, step)
+                self.console.print(
+                    f"Interrupted: saved a checkpoint at step {step} in {self.workdir}. "
+                    "Run the same command again to resume."
+                )
+        return state, step, interrupted
+
+    def _record(self, state, step, bar, *, flush):
+        """The records of ``step``: training means (at a log step, a checkpoint step, or when
+        ``flush``), then the evaluation if one is due and not yet recorded."""
+        s = self.schedule
+        at_checkpoint = step % s.checkpoint_every == 0
+        if self.interval.count and (step % s.log_every == 0 or at_checkpoint or flush):
+            means, rate = self.interval.means(self.report.items_per_step)
+            self.metrics.write(step, "train", **means, items_per_s=rate)
+            bar.log(step, means, rate, self.report.item_name)
+            self.interval.reset()
+        final = step == s.steps
+        due = final or bool(s.eval_every and step % s.eval_every == 0)
+        if self.eval_fn is not None and due and self.evaluated_at != step:
+            self._evaluate(state, step)
+
+    def _evaluate(self, state, step):
+        values = {k: float(v) for k, v in self.eval_fn(state).items()}
+        self.metrics.write(step, "eval", **values)
+        shown = "  ".join(f"{k} {format_value(v)}" for k, v in values.items())
+        self.console.print(f"step {step}: eval {shown}")
+        self.evaluation, self.evaluated_at = values, step
+
+    def _save(self, state, step):
+        if step not in self.checkpoints.all_steps():
+            self.checkpoints.save(step, state, {**self.meta, "step": step})
+
+    def _plot(self):
+        try:
+            plot_metrics(
+                self.workdir / "metrics.jsonl",
+                self.workdir / "curves.png",
+                panels=self.report.panels,
+                title=self.report.title,
             )
-    if not interrupted and eval_fn is not None:
-        last = [r for r in _eval_steps(workdir) if r == step]
-        if not last:
-            evaluate(step)
-    try:
-        plot_metrics(workdir / "metrics.jsonl", workdir / "curves.png", title=description)
-    except ImportError as error:
-        console.print(f"No plots: {error}")
-    checkpoints.close()
-    return RunResult(state, step, interrupted, resumed_from, workdir)
+        except ImportError as error:
+            self.console.print(f"No plots: {error}")
+
+
+def _values(record) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("step", "split")}
+
+
+class _Interval:
+    """Training metrics summed since the last record, and when the interval began."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.sums, self.count, self.start = None, 0, time.perf_counter()
+
+    def add(self, metrics):
+        self.sums = metrics if self.sums is None else jax.tree.map(_add, self.sums, metrics)
+        self.count += 1
+
+    def means(self, items_per_step) -> tuple[dict[str, float], float]:
+        means = {k: float(v) / self.count for k, v in jax.device_get(self.sums).items()}
+        rate = self.count * items_per_step / max(time.perf_counter() - self.start, 1e-9)
+        return means, rate
 
 
 def _add(a, b):
     return a + b
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
-def _eval_steps(workdir):
-    from jaxrnn.train._metrics import read_metrics
-
-    return [r["step"] for r in read_metrics(workdir / "metrics.jsonl", split="eval")]
-
-
-def _write_json(path: pathlib.Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _check_same_config(saved, current, resumable_keys, workdir):
-    if saved is None or current is None:
-        return
+def _check_same_config(saved, current, ignored, workdir):
     changed = sorted(
         k
         for k in set(saved) | set(current)
-        if k not in resumable_keys and saved.get(k, "<absent>") != current.get(k, "<absent>")
+        if k not in ignored and saved.get(k, "<absent>") != current.get(k, "<absent>")
     )
     if changed:
         details = ", ".join(
-            f"{k}: checkpoint {saved.get(k, '<absent>')!r}, now {current.get(k, '<absent>')!r}"
+            f"{k}: checkpoint {_short(saved.get(k, '<absent>'))}, "
+            f"now {_short(current.get(k, '<absent>'))}"
             for k in changed
         )
         raise ConfigError(
@@ -263,6 +341,17 @@ def _check_same_config(saved, current, resumable_keys, workdir):
             f"({details}). Nothing was changed; use the same values to resume it, or a new "
             "work directory for a new run."
         )
+
+
+def _check_same_meta(saved, current, workdir):
+    for key in [*current, *(k for k in saved if k not in current)]:
+        old, new = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if old != new:
+            raise ConfigError(
+                f"{key}: the {key} differs from the one the checkpoint in {str(workdir)!r} "
+                f"was trained on (checkpoint {_short(old)}, now {_short(new)}). Nothing was "
+                f"changed; use the same {key} to resume it, or a new work directory."
+            )
 
 
 class _Stop:
@@ -287,66 +376,3 @@ def _sigint():
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-class _Bar:
-    """A Rich progress bar on a terminal; plain log lines otherwise (CI, pipes)."""
-
-    def __init__(self, console, description, total, start):
-        self.console = console
-        self.live = console.is_terminal
-        self.progress = None
-        if self.live:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-            )
-            self.task = self.progress.add_task(
-                description, total=total, completed=start, loss="-", rate=""
-            )
-        self.total = total
-
-    def advance(self, step):
-        if self.progress is not None:
-            self.progress.update(self.task, completed=step)
-
-    def log(self, step, means, rate, item_name):
-        loss = means.get("loss", float("nan"))
-        rate_text = f"{rate:,.0f} {item_name}/s"
-        if self.progress is not None:
-            self.progress.update(self.task, loss=_fmt(loss), rate=rate_text)
-        else:
-            extra = "  ".join(f"{k} {_fmt(v)}" for k, v in means.items() if k != "loss")
-            self.console.print(
-                f"step {step}/{self.total}  loss {_fmt(loss)}  {extra}  {rate_text}".replace(
-                    "    ", "  "
-                )
-            )
-
-    def __enter__(self):
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
-
-
-def _progress(console, description, total, start):
-    return _Bar(console, description, total, start)

@@ -1,0 +1,92 @@
+"""What the examples share beyond ``jaxrnn.train``: the ranges of their common config keys,
+reading a text file, and writing a summary.
+
+An example imports it as ``_common`` when run as a script (``python
+examples/char_lm.py``: ``examples/`` is on the path) and as ``examples._common``
+when imported as ``examples.char_lm``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Annotated
+
+from jaxrnn import train
+
+# The ranges of config keys that several examples share, declared once. Each is
+# checked when a config is loaded, before a run writes anything.
+
+#: A count of at least one: sizes, steps, intervals, batch sizes.
+Count = Annotated[int, train.Range(ge=1)]
+#: A count that may be zero (e.g. characters sampled).
+Size = Annotated[int, train.Range(ge=0)]
+#: A learning rate, a clipping norm: a positive finite number.
+Positive = Annotated[float, train.Range(gt=0)]
+#: A dropout rate in [0, 1).
+Dropout = Annotated[float, train.Range(ge=0, lt=1)]
+#: A share of the data held out, in (0, 1).
+Fraction = Annotated[float, train.Range(gt=0, lt=1)]
+#: A random seed: what both ``jax.random.key`` and NumPy accept.
+Seed = Annotated[int, train.Range(ge=0, lt=2**32)]
+
+
+def read_text(path, *, min_chars: int = 1, name: str = "text_path") -> str:
+    """The contents of a text file, decoded as UTF-8 (Latin-1 if it is not valid UTF-8).
+
+    Args:
+        path: the file.
+        min_chars: the fewest characters the caller can work with.
+        name: the config key or argument the path came from, for error messages.
+
+    Raises:
+        train.DataError: the file does not exist, is a directory, cannot be
+            read, or has fewer than ``min_chars`` characters.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny.txt"
+        >>> _ = path.write_text("abc")
+        >>> try:
+        ...     read_text(path, min_chars=10)
+        ... except train.DataError as error:
+        ...     print(str(error).split(":")[0])
+        text_path
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise train.DataError(f"{name}: the file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise train.DataError(f"{name}: {str(path)!r} is not a regular file")
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise train.DataError(
+            f"{name}: the file {str(path)!r} cannot be read: {error.strerror}"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    check_length(text, min_chars, f"{name}: the file {str(path)!r}")
+    return text
+
+
+def check_length(text: str, min_chars: int, what: str) -> None:
+    """Raises :class:`train.DataError` if ``text`` has fewer than ``min_chars`` characters."""
+    if not text:
+        raise train.DataError(f"{what} is empty")
+    if len(text) < min_chars:
+        raise train.DataError(
+            f"{what} has {len(text)} characters; at least {min_chars} are needed "
+            "(for the chosen batch size, sequence length and validation split)"
+        )
+
+
+def write_json(path, data) -> None:
+    """Writes ``data`` as JSON to a temporary file, then renames it over ``path``."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

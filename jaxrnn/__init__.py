@@ -17,6 +17,9 @@ from jaxrnn._cell import Cell as Cell
 from jaxrnn._cell import cell_names as cell_names
 from jaxrnn._cell import get_cell as get_cell
 from jaxrnn._cell import register_cell as register_cell
+from jaxrnn._conv_lstm import ConvLSTMParams as ConvLSTMParams
+from jaxrnn._conv_lstm import conv_lstm_init as conv_lstm_init
+from jaxrnn._conv_lstm import conv_lstm_step as conv_lstm_step
 from jaxrnn._diagnostics import hidden_grad_norms as hidden_grad_norms
 from jaxrnn._fused import FusedGradient as FusedGradient
 from jaxrnn._gru import GRUParams as GRUParams
@@ -26,6 +29,9 @@ from jaxrnn._lstm import LSTMParams as LSTMParams
 from jaxrnn._lstm import LSTMState as LSTMState
 from jaxrnn._lstm import lstm_init as lstm_init
 from jaxrnn._lstm import lstm_step as lstm_step
+from jaxrnn._mgu import MGUParams as MGUParams
+from jaxrnn._mgu import mgu_init as mgu_init
+from jaxrnn._mgu import mgu_step as mgu_step
 from jaxrnn._rnn import RNNParams as RNNParams
 from jaxrnn._rnn import rnn_init as rnn_init
 from jaxrnn._rnn import rnn_step as rnn_step

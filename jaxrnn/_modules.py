@@ -8,34 +8,57 @@ from jaxrnn import _checks
 from jaxrnn._stack import stack_scan
 
 
-def check_rates(dropout, recurrent_dropout) -> None:
+def check_rates(dropout, recurrent_dropout, zoneout=0.0) -> None:
     _checks.rate(dropout, "dropout")
     _checks.rate(recurrent_dropout, "recurrent_dropout")
+    _checks.rate(zoneout, "zoneout")
+
+
+def training_rates(dropout, recurrent_dropout, zoneout) -> str:
+    """The rates that need a key in training, as an error message names them."""
+    if not zoneout:
+        return f"dropout={dropout} and recurrent_dropout={recurrent_dropout}"
+    return f"dropout={dropout}, recurrent_dropout={recurrent_dropout} and zoneout={zoneout}"
 
 
 def run_layers(step, layers, inputs, *, time_major, lengths, resets, return_carry, **options):
     """Calls :func:`jaxrnn.stack_scan` on ``(*batch, T, d)`` (or time-major) inputs.
 
     ``resets`` is ``(*batch, T)`` (or ``(T, *batch)``), like the inputs without
-    their feature axis; ``options`` go to :func:`jaxrnn.stack_scan` as they are.
+    their feature axes; ``options`` go to :func:`jaxrnn.stack_scan` as they are.
+
+    A cell whose params have ``num_feature_axes`` (a ConvLSTM: its spatial axes
+    and channels) takes inputs ``(*batch, T, *spatial, d)``; ``lengths`` and
+    ``resets`` stay per sequence and are spread over the spatial axes here.
     """
     inputs = _checks.as_floating(inputs, "inputs")
-    layout = "(T, *batch, d)" if time_major else "(*batch, T, d)"
-    if inputs.ndim < 2:
+    features = getattr(layers[0][0], "num_feature_axes", 1)
+    spatial = "*spatial, " if features > 1 else ""
+    layout = f"(T, *batch, {spatial}d)" if time_major else f"(*batch, T, {spatial}d)"
+    if inputs.ndim < 1 + features:
         raise ValueError(f"inputs: expected shape {layout}, got {inputs.shape}")
     _checks.check_features(inputs, layers[0][0].input_size, "inputs")
-    xs = inputs if time_major else jnp.moveaxis(inputs, -2, 0)
+    time = 0 if time_major else inputs.ndim - 1 - features
+    xs = jnp.moveaxis(inputs, time, 0)
+    batch, inner = xs.shape[1 : xs.ndim - features], xs.shape[xs.ndim - features : -1]
     if lengths is not None:
         lengths = jnp.asarray(lengths)
-        _checks.check_shape(
-            lengths, xs.shape[1:-1], "lengths", f"the batch axes of inputs {layout}"
-        )
+        _checks.check_shape(lengths, batch, "lengths", f"the batch axes of inputs {layout}")
+        lengths = _spread(lengths, inner)
     if resets is not None:
         resets = jnp.asarray(resets)
         _checks.check_shape(
-            resets, inputs.shape[:-1], "resets", f"the axes of inputs {layout} but the last"
+            resets,
+            inputs.shape[: inputs.ndim - features],
+            "resets",
+            f"the axes of inputs {layout} up to T",
         )
-        resets = resets if time_major else jnp.moveaxis(resets, -1, 0)
+        resets = _spread(jnp.moveaxis(resets, time, 0), inner)
     carry, ys = stack_scan(step, layers, xs, lengths=lengths, resets=resets, **options)
-    ys = ys if time_major else jnp.moveaxis(ys, 0, -2)
+    ys = jnp.moveaxis(ys, 0, time)
     return (carry, ys) if return_carry else ys
+
+
+def _spread(a, inner):
+    """``a`` broadcast over trailing ``inner`` (spatial) axes."""
+    return jnp.broadcast_to(a.reshape(a.shape + (1,) * len(inner)), a.shape + tuple(inner))

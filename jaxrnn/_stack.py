@@ -13,6 +13,7 @@ from jaxrnn import _checks
 from jaxrnn._carry import hidden_state, initial_carry
 from jaxrnn._masking import valid_steps
 from jaxrnn._scan import Step, scan
+from jaxrnn._zoneout import expected_step, training_step
 
 
 def stack_init(
@@ -75,6 +76,7 @@ def stack_scan(
     resets: jax.Array | None = None,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
+    zoneout: float = 0.0,
     key=None,
     unroll: int | bool = 1,
     remat: bool = False,
@@ -97,6 +99,17 @@ def stack_scan(
       the same at every step. The step must accept a ``recurrent_mask`` keyword;
       the built-in steps do, and keep their fused gradient with it.
 
+    Zoneout (Krueger et al. 2017), unlike dropout, acts in evaluation too:
+
+    * ``zoneout = p``: with a ``key``, each unit of every carry leaf (``h``, and
+      ``c`` with a mask of its own) keeps its previous value with probability
+      ``p``, a fresh mask per step, sequence, layer and direction:
+      ``H_t = M_t ⊙ H_{t-1} + (1 - M_t) ⊙ H~_t``. Without a key, the expectation
+      ``H_t = p H_{t-1} + (1 - p) H~_t``. Each layer's output is its zoned hidden
+      state. The step so wrapped runs the plain ``lax.scan`` (no fused gradient),
+      and training draws one mask array the size of the layer's carries over
+      all steps.
+
     Args:
         step: the cell's step, ``step(params, carry, x) -> (carry, y)``.
         layers: from :func:`stack_init` or :func:`jaxrnn.interop.from_torch`.
@@ -111,7 +124,9 @@ def stack_scan(
             direction at the step before, so each episode is seen on its own.
         dropout: rate in ``[0, 1)`` between layers.
         recurrent_dropout: rate in ``[0, 1)`` on the recurrent state.
-        key: PRNG key for the dropout masks; ``None`` disables dropout.
+        zoneout: rate in ``[0, 1)``, the probability that a unit keeps its value.
+        key: PRNG key for the dropout and zoneout masks; ``None`` disables dropout
+            and makes zoneout its expectation.
         unroll, remat, gradient: passed to :func:`jaxrnn.scan` for every layer
             and direction.
 
@@ -132,6 +147,7 @@ def stack_scan(
     num_layers, directions = _checks.stack_shape(layers)
     _checks.rate(dropout, "dropout")
     _checks.rate(recurrent_dropout, "recurrent_dropout")
+    _checks.rate(zoneout, "zoneout")
     if carry is not None:
         _checks.carry_nesting(carry, num_layers, directions)
     training = key is not None
@@ -155,10 +171,18 @@ def stack_scan(
                 template = hidden_state(c)
                 mask = _dropout(keys[k, j], jnp.ones_like(template), recurrent_dropout)
                 cell = functools.partial(step, recurrent_mask=mask)
+            inputs, cell_params = xs, params
+            if zoneout > 0 and training:
+                _checks.check_batch_leading(c, xs.shape[1:-1], "carry", "zoneout")
+                key_z = jax.random.fold_in(keys[k, j], 1)
+                cell, inputs = training_step(cell, params, zoneout, key_z, c, xs)
+                cell_params = None  # closed over by the step; xs carries the masks too
+            elif zoneout > 0:
+                cell = expected_step(cell, zoneout)
             state, ys = scan(
                 cell,
-                params,
-                xs,
+                cell_params,
+                inputs,
                 carry=c,
                 lengths=lengths,
                 resets=None if resets is None else resets_by_direction[j],

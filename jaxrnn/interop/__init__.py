@@ -1,7 +1,9 @@
-"""Exact conversion between jaxrnn params and PyTorch's recurrent modules.
+"""Exact conversion between jaxrnn params and PyTorch's or Flax's recurrent cells.
 
-PyTorch is imported only inside these functions; ``import jaxrnn`` never imports it.
+PyTorch and Flax are imported only inside these functions; ``import jaxrnn``
+never imports them.
 """
 
+from jaxrnn.interop._flax import from_flax as from_flax
 from jaxrnn.interop._torch import from_torch as from_torch
 from jaxrnn.interop._torch import to_torch as to_torch

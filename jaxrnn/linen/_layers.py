@@ -11,7 +11,7 @@ from flax.core import FrozenDict
 
 from jaxrnn import _checks
 from jaxrnn._cell import get_cell
-from jaxrnn._modules import check_rates, run_layers
+from jaxrnn._modules import check_rates, run_layers, training_rates
 from jaxrnn._stack import stack_init
 from jaxrnn.linen._cells import cell_options, with_option_fields
 
@@ -26,10 +26,11 @@ class Recurrent(nn.Module):
         hidden_features: ``h`` per direction.
         cell: a registered name (``"lstm"``) or a :class:`jaxrnn.Cell`.
         cell_options: options for the cell's ``init``.
-        num_layers, bidirectional, dropout, recurrent_dropout: as in
+        num_layers, bidirectional, dropout, recurrent_dropout, zoneout: as in
             :func:`jaxrnn.stack_init` and :func:`jaxrnn.stack_scan`.
         time_major: inputs ``(T, *batch, d)`` instead of ``(*batch, T, d)``.
-        deterministic: disables dropout (the call's argument overrides it).
+        deterministic: disables dropout and makes zoneout its expectation (the
+            call's argument overrides it).
         unroll, remat: passed to :func:`jaxrnn.scan` for every layer.
 
     Example:
@@ -49,6 +50,7 @@ class Recurrent(nn.Module):
     bidirectional: bool = False
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
+    zoneout: float = 0.0
     time_major: bool = False
     deterministic: bool | None = None
     unroll: int | bool = 1
@@ -71,18 +73,20 @@ class Recurrent(nn.Module):
             inputs: ``(*batch, T, d)``, or ``(T, *batch, d)`` with ``time_major=True``.
             lengths: optional integer array of shape ``batch``.
             resets: optional bool array shaped like ``inputs`` without its last
-                axis, marking where a new episode starts (see :func:`jaxrnn.stack_scan`).
+                axis (for a ConvLSTM, without its spatial axes either), marking where
+                a new episode starts (see :func:`jaxrnn.stack_scan`).
             carry: optional initial state, nested like the ``layers`` parameter.
             return_carry: also return the final state of every layer and direction.
-            deterministic: disables dropout; overrides the attribute of the same name.
-                One of the two must be set when the layer has dropout. In training
-                mode dropout draws from the ``'dropout'`` RNG stream.
+            deterministic: disables dropout (and makes zoneout its expectation);
+                overrides the attribute of the same name. One of the two must be set
+                when the layer has dropout or zoneout. In training mode both draw
+                from the ``'dropout'`` RNG stream.
 
         Returns:
             ``ys`` of shape ``(*batch, T, h * directions)`` (zero past each length),
             or ``(carry, ys)`` with ``return_carry=True``.
         """
-        check_rates(self.dropout, self.recurrent_dropout)
+        check_rates(self.dropout, self.recurrent_dropout, self.zoneout)
         cell = get_cell(self.cell)
         options = cell_options(self)
         if self.has_variable("params", "layers"):  # say "inputs", before Flax's shape check
@@ -101,12 +105,12 @@ class Recurrent(nn.Module):
             ),
         )
         key = None
-        if (self.dropout > 0 or self.recurrent_dropout > 0) and not nn.merge_param(
-            "deterministic", self.deterministic, deterministic
-        ):
+        stochastic = self.dropout > 0 or self.recurrent_dropout > 0 or self.zoneout > 0
+        if stochastic and not nn.merge_param("deterministic", self.deterministic, deterministic):
             if not self.has_rng("dropout"):
+                rates = training_rates(self.dropout, self.recurrent_dropout, self.zoneout)
                 raise ValueError(
-                    f"rngs: dropout={self.dropout} and recurrent_dropout={self.recurrent_dropout} "
+                    f"rngs: {rates} "
                     "with deterministic=False need a 'dropout' RNG, as in "
                     "apply(variables, x, rngs={'dropout': key}); none was given"
                 )
@@ -122,6 +126,7 @@ class Recurrent(nn.Module):
             return_carry=return_carry,
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
+            zoneout=self.zoneout,
             key=key,
             unroll=self.unroll,
             remat=self.remat,

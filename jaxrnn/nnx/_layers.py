@@ -7,7 +7,7 @@ from flax import nnx
 from jaxrnn import _checks
 from jaxrnn._carry import initial_carry
 from jaxrnn._cell import cell_of, get_cell
-from jaxrnn._modules import check_rates, run_layers
+from jaxrnn._modules import check_rates, run_layers, training_rates
 from jaxrnn._stack import stack_init
 from jaxrnn.nnx._variables import unwrap, wrap
 
@@ -16,8 +16,9 @@ class Recurrent(nnx.Module):
     """A stack of any :class:`jaxrnn.Cell`: ``num_layers`` layers, optionally bidirectional.
 
     ``Recurrent(cell, in_features, hidden_features, *, num_layers=1,
-    bidirectional=False, dropout=0.0, recurrent_dropout=0.0, time_major=False,
-    unroll=1, remat=False, layers=None, rngs=None, **cell_options)``: ``cell`` is
+    bidirectional=False, dropout=0.0, recurrent_dropout=0.0, zoneout=0.0,
+    time_major=False, unroll=1, remat=False, layers=None, rngs=None,
+    **cell_options)``: ``cell`` is
     a registered name (``"lstm"``) or a :class:`jaxrnn.Cell`, and
     ``cell_options`` go to its ``init``.
 
@@ -26,6 +27,8 @@ class Recurrent(nnx.Module):
     ``layers=`` uses given parameters instead of initialising (see
     :meth:`from_layers`). Dropout follows NNX's ``model.train()`` /
     ``model.eval()`` switch and takes its key from the ``rngs`` passed to the call.
+    Zoneout (see :func:`jaxrnn.stack_scan`) samples its masks in training and
+    uses their expectation after ``model.eval()``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -48,6 +51,7 @@ class Recurrent(nnx.Module):
         bidirectional=False,
         dropout=0.0,
         recurrent_dropout=0.0,
+        zoneout=0.0,
         time_major=False,
         unroll=1,
         remat=False,
@@ -55,7 +59,7 @@ class Recurrent(nnx.Module):
         rngs=None,
         **cell_options,
     ):
-        check_rates(dropout, recurrent_dropout)
+        check_rates(dropout, recurrent_dropout, zoneout)
         self.cell = get_cell(cell)
         cell_options = self.cell.with_options(cell_options, type(self).__name__)
         if layers is None:
@@ -74,6 +78,7 @@ class Recurrent(nnx.Module):
         self.layers = wrap(tuple(tuple(layer) for layer in layers))
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
+        self.zoneout = zoneout
         self.time_major = _checks.boolean(time_major, "time_major")
         self.unroll = unroll
         self.remat = _checks.boolean(remat, "remat")
@@ -83,8 +88,8 @@ class Recurrent(nnx.Module):
     def from_layers(cls, layers, *, dropout=0.0, recurrent_dropout=0.0, **options):
         """A module holding ``layers`` (e.g. from :func:`jaxrnn.interop.from_torch`).
 
-        ``options`` are the other constructor keywords (``time_major``, ``unroll``,
-        ``remat``). The cell is the one registered for the params' type.
+        ``options`` are the other constructor keywords (``zoneout``, ``time_major``,
+        ``unroll``, ``remat``). The cell is the one registered for the params' type.
         """
         _checks.stack_shape(layers)
         return Recurrent(
@@ -114,23 +119,27 @@ class Recurrent(nnx.Module):
             inputs: ``(*batch, T, d)``, or ``(T, *batch, d)`` with ``time_major=True``.
             lengths: optional integer array of shape ``batch``.
             resets: optional bool array shaped like ``inputs`` without its last
-                axis, marking where a new episode starts (see :func:`jaxrnn.stack_scan`).
+                axis (for a ConvLSTM, without its spatial axes either), marking where
+                a new episode starts (see :func:`jaxrnn.stack_scan`).
             carry: optional initial state, nested like :meth:`to_layers`.
             return_carry: also return the final state of every layer and direction.
-            rngs: ``nnx.Rngs`` with a ``dropout`` stream, needed for dropout in
-                training mode; no key is stored in the module.
+            rngs: ``nnx.Rngs`` with a ``dropout`` stream, needed for dropout and
+                zoneout in training mode; no key is stored in the module.
 
         Returns:
             ``ys`` of shape ``(*batch, T, h * directions)`` (zero past each length),
             or ``(carry, ys)`` with ``return_carry=True``.
         """
         key = None
-        if not self.deterministic and (self.dropout > 0 or self.recurrent_dropout > 0):
+        zoneout = self.zoneout
+        if not self.deterministic and (
+            self.dropout > 0 or self.recurrent_dropout > 0 or zoneout > 0
+        ):
             if rngs is None:
+                rates = training_rates(self.dropout, self.recurrent_dropout, zoneout)
                 raise ValueError(
-                    f"rngs: dropout={self.dropout} and recurrent_dropout={self.recurrent_dropout} "
-                    "in training mode need nnx.Rngs(dropout=...) passed to the call, got None; "
-                    "call model.eval() to run without dropout"
+                    f"rngs: {rates} in training mode need nnx.Rngs(dropout=...) passed to the "
+                    "call, got None; call model.eval() to run without dropout"
                 )
             key = rngs.dropout()
         return run_layers(
@@ -144,6 +153,7 @@ class Recurrent(nnx.Module):
             return_carry=return_carry,
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
+            zoneout=zoneout,
             key=key,
             unroll=self.unroll,
             remat=self.remat,
@@ -171,8 +181,8 @@ class _Named(Recurrent):
 _DOC = """{title} layer: ``Recurrent({kind!r}, ...)``.
 
     ``{cls}(in_features, hidden_features, *, num_layers=1, bidirectional=False,
-    dropout=0.0, recurrent_dropout=0.0, time_major=False, unroll=1, remat=False,
-    layers=None, rngs=None, **cell_options)``, with the cell options of
+    dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, time_major=False, unroll=1,
+    remat=False, layers=None, rngs=None, **cell_options)``, with the cell options of
     :func:`jaxrnn.{kind}_init`; the cell computes :func:`jaxrnn.{kind}_step`.
     See :class:`Recurrent`.
 

@@ -49,19 +49,15 @@ def _jax_case(forward, params, xs, mode) -> Case:
 
 # jaxrnn: the public API, jaxrnn.scan with a built-in step.
 
-_JAXRNN = {
-    "rnn": (jaxrnn.rnn_init, jaxrnn.rnn_step, {}),
-    "lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step, {}),
-    # PyTorch, Flax and Equinox apply the reset gate after the recurrent matmul.
-    "gru": (jaxrnn.gru_init, jaxrnn.gru_step, {"reset_after": True}),
-}
+# PyTorch, Flax and Equinox apply the GRU's reset gate after the recurrent matmul.
+_OPTIONS = {"gru": {"reset_after": True}}
 
 
 def jaxrnn_case(cell, mode, B, T, d, h, *, remat=False):
-    init, step, options = _JAXRNN[cell]
-    params = init(jax.random.key(0), d, h, **options)
+    cell_ = jaxrnn.get_cell(cell)
+    params = cell_.init(jax.random.key(0), d, h, **_OPTIONS.get(cell, {}))
     xs = jnp.asarray(_inputs(T, B, d))
-    return _jax_case(lambda p, xs: jaxrnn.scan(step, p, xs, remat=remat)[1], params, xs, mode)
+    return _jax_case(lambda p, xs: jaxrnn.scan(cell_.step, p, xs, remat=remat)[1], params, xs, mode)
 
 
 # PyTorch: nn.RNN / nn.LSTM / nn.GRU, fused CPU kernels.

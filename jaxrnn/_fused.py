@@ -75,9 +75,25 @@ def flat(a):
     return a.reshape(-1, a.shape[-1])
 
 
+def contract(a, b):
+    """``sum over t, batch of a[t, ..., :, None] * b[t, ..., None, :]``: one matmul, ``(m, n)``.
+
+    All steps and sequences are the rows of one product. It contracts the
+    leading axes as they are rather than reshaping them into one, so a batch
+    axis sharded over devices is summed where it lies and reduced once.
+    """
+    rows = tuple(range(a.ndim - 1))
+    return jnp.tensordot(a, b, axes=(rows, rows))
+
+
+def sum_rows(a):
+    """``a (T, *batch, n)`` summed over all steps and sequences: ``(n,)``."""
+    return a.sum(tuple(range(a.ndim - 1)))
+
+
 def input_grads(w_x, xs, dgs):
     """Gradients of ``xs @ w_x + b`` given ``dgs``, as one matmul each: (dw_x, db, dxs)."""
-    return flat(xs).T @ flat(dgs), flat(dgs).sum(0), dgs @ w_x.T
+    return contract(xs, dgs), sum_rows(dgs), dgs @ w_x.T
 
 
 def masked_inputs(hs, options):

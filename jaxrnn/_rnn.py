@@ -126,7 +126,7 @@ def _backward(params, h_new, h_in, dh, dy, options):
 def _param_grads(params, xs, h_ins, residuals, dgs, options):
     del residuals
     dw_x, db, dxs = _fused.input_grads(params.w_x, xs, dgs)
-    dw_h = _fused.flat(_fused.masked_inputs(h_ins, options)).T @ _fused.flat(dgs)
+    dw_h = _fused.contract(_fused.masked_inputs(h_ins, options), dgs)
     return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db), dxs
 
 

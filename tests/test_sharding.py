@@ -1,0 +1,54 @@
+"""The core on 4 host devices with the batch sharded: same values, batch stays sharded.
+
+The worker (``tests/sharding_worker.py``) runs in its own process, since the
+host device count is fixed when JAX starts.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report():
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.sharding_worker"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_four_devices(report):
+    assert report["devices"] == 4
+
+
+@pytest.mark.parametrize("case", ["scan_rnn", "scan_lstm", "scan_gru", "stack"])
+def test_outputs_keep_the_batch_sharding_and_equal_the_unsharded_run(report, case):
+    r = report[case]
+    assert r["ys_spec"] == "P(None, 'data')"  # time-major (T, B, h): batch on the devices
+    assert all(spec == "P('data',)" for spec in r.get("carry_specs", []))
+    assert r["value_diff"] < 1e-5
+    assert r["grad_diff"] < 1e-4
+
+
+@pytest.mark.parametrize("case", ["scan_rnn", "scan_lstm", "scan_gru", "stack"])
+def test_weight_gradients_are_reduced_not_gathered(report, case):
+    counts = report[case]["grad_collectives"]
+    assert counts["all-gather"] == 0, counts
+    assert counts["all-to-all"] == 0, counts
+    assert counts["all-reduce"] >= 1, counts
+
+
+@pytest.mark.parametrize("family", ["nnx", "linen"])
+def test_modules_keep_the_batch_sharding(report, family):
+    assert report[family]["ys_spec"] == "P('data',)"  # batch-major (B, T, h)
+    assert report[family]["value_diff"] < 1e-5

@@ -14,14 +14,14 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-from jax.sharding import Mesh, NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-import jaxrnn  # noqa: E402
+import jaxrnn
 
 D, H, T, B = 3, 5, 9, 8
 COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute")
@@ -94,7 +94,7 @@ def main():
         )  # fmt: skip
         return jnp.sum(ys**2)
 
-    run = jax.jit(lambda l, x, n: jaxrnn.stack_scan(jaxrnn.lstm_step, l, x, lengths=n))
+    run = jax.jit(lambda ls, x, n: jaxrnn.stack_scan(jaxrnn.lstm_step, ls, x, lengths=n))
     sharded = (jax.device_put(layers, replicated), shard(xs, 1), shard(lengths, 0))
     (_, ys), want = run(*sharded), run(layers, xs, lengths)
     grad = jax.jit(jax.grad(stack_loss))

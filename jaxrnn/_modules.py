@@ -37,7 +37,9 @@ def run_layers(step, layers, inputs, *, time_major, lengths, resets, return_carr
     layout = f"(T, *batch, {spatial}d)" if time_major else f"(*batch, T, {spatial}d)"
     if inputs.ndim < 1 + features:
         raise ValueError(f"inputs: expected shape {layout}, got {inputs.shape}")
-    _checks.check_features(inputs, layers[0][0].input_size, "inputs")
+    input_size = getattr(layers[0][0], "input_size", None)  # a user's params may lack it
+    if isinstance(input_size, int):
+        _checks.check_features(inputs, input_size, "inputs")
     time = 0 if time_major else inputs.ndim - 1 - features
     xs = jnp.moveaxis(inputs, time, 0)
     batch, inner = xs.shape[1 : xs.ndim - features], xs.shape[xs.ndim - features : -1]

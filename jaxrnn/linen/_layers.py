@@ -90,8 +90,9 @@ class Recurrent(nn.Module):
         cell = get_cell(self.cell)
         options = cell_options(self)
         if self.has_variable("params", "layers"):  # say "inputs", before Flax's shape check
-            existing = self.get_variable("params", "layers")[0][0].input_size
-            _checks.check_features(_checks.as_floating(inputs, "inputs"), existing, "inputs")
+            existing = getattr(self.get_variable("params", "layers")[0][0], "input_size", None)
+            if isinstance(existing, int):
+                _checks.check_features(_checks.as_floating(inputs, "inputs"), existing, "inputs")
         layers = self.param(
             "layers",
             lambda key: stack_init(

@@ -42,6 +42,21 @@ def rate(value, name: str) -> float:
     return value
 
 
+def non_negative_int(value, name: str) -> int:
+    """``value`` if it is an ``int`` (not a ``bool``) of at least 0, else ``ValueError``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+    return value
+
+
+def positive_or_none(value, name: str) -> float | None:
+    """``value`` if it is ``None`` or a finite number above 0 (no ``bool``), else ``ValueError``."""
+    ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    if not ok or (value is not None and not (math.isfinite(value) and value > 0)):
+        raise ValueError(f"{name}: expected None or a finite number above 0, got {value!r}")
+    return value
+
+
 def finite_number(value, name: str) -> float:
     """``value`` if it is a finite real number (not a ``bool``), else ``ValueError``."""
     ok = isinstance(value, int | float) and not isinstance(value, bool)
@@ -119,11 +134,12 @@ def check_params(params, ranks: Mapping[str, int], shapes: Callable[[], Mapping]
 
     Every field in ``ranks`` must be a floating-point array of that rank, all of
     one dtype; then ``shapes()`` (which may read sizes off the params) gives
-    the exact shape each field must have.
+    the exact shape each field must have. A dotted name (``"ln_x.scale"``)
+    reaches into a nested field.
     """
     dtypes = []
     for field, rank in ranks.items():
-        value = getattr(params, field)
+        value = _field(params, field)
         if not hasattr(value, "dtype") or not jnp.issubdtype(value.dtype, jnp.floating):
             got = getattr(value, "dtype", type(value).__name__)
             raise TypeError(
@@ -137,9 +153,26 @@ def check_params(params, ranks: Mapping[str, int], shapes: Callable[[], Mapping]
         dtypes.append(value.dtype)
     common = max(dtypes, key=dtypes.count)
     for field in ranks:
-        check_dtype(getattr(params, field), common, f"params.{field}", "the other params' dtype")
+        check_dtype(_field(params, field), common, f"params.{field}", "the other params' dtype")
     for field, shape in shapes().items():
-        check_shape(getattr(params, field), shape, f"params.{field}", "from the params' sizes")
+        check_shape(_field(params, field), shape, f"params.{field}", "from the params' sizes")
+
+
+def _field(params, name: str):
+    for part in name.split("."):
+        params = getattr(params, part)
+    return params
+
+
+def present(value, wanted: bool, name: str, option: str) -> None:
+    """An optional params field is an array exactly when its ``option`` is on."""
+    if wanted and value is None:
+        raise ValueError(f"{name}: expected an array with {option}, got None")
+    if not wanted and value is not None:
+        raise ValueError(
+            f"{name}: expected None with {option} (the option is off), got "
+            f"{type(value).__name__}; set the option or drop the field"
+        )
 
 
 def check_step_args(x, hidden: dict, input_size: int, hidden_size: int | dict, dtype):

@@ -1,4 +1,4 @@
-"""The gated recurrent unit (Cho et al. 2014), in both reset placements."""
+"""The gated recurrent unit (Cho et al. 2014), both reset placements, optional layer norm."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import _checks, _fused, _initializers
+from jaxrnn import _layer_norm as _ln
 from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
+from jaxrnn._layer_norm import LayerNormParams
 from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
 
 
@@ -27,6 +29,9 @@ class GRUParams(FusedGates):
         b_x: input bias, shape ``(3h,)``.
         b_h: recurrent bias, shape ``(3h,)``.
         reset_after: where the reset gate applies (see :func:`gru_step`); static.
+        ln_x, ln_h: with ``layer_norm``: gain and bias ``(3h,)`` of the
+            normalisation of the input and the recurrent terms; ``None`` without.
+        layer_norm: the layer-normalised GRU (see :func:`gru_step`); static.
     """
 
     w_x: jax.Array
@@ -34,22 +39,45 @@ class GRUParams(FusedGates):
     b_x: jax.Array
     b_h: jax.Array
     reset_after: bool = static(False)
+    ln_x: LayerNormParams | None = None
+    ln_h: LayerNormParams | None = None
+    layer_norm: bool = static(False)
 
     def check(self):
         """Checks the fields against each other (at trace time, naming the field)."""
-        d, h = self.input_size, self.hidden_size
-        _checks.check_params(
-            self,
-            {"w_x": 2, "w_h": 2, "b_x": 1, "b_h": 1},
-            lambda: {"w_x": (d, 3 * h), "w_h": (h, 3 * h), "b_x": (3 * h,), "b_h": (3 * h,)},
-        )
+        for field in ("ln_x", "ln_h"):
+            option = f"layer_norm={self.layer_norm}"
+            _checks.present(getattr(self, field), self.layer_norm, f"params.{field}", option)
+        ranks = {"w_x": 2, "w_h": 2, "b_x": 1, "b_h": 1}
+        norms = [f"{ln}.{part}" for ln in ("ln_x", "ln_h") for part in ("scale", "bias")]
+        if self.layer_norm:
+            ranks |= dict.fromkeys(norms, 1)
+
+        def shapes():
+            d, h = self.input_size, self.hidden_size
+            shapes = {"w_x": (d, 3 * h), "w_h": (h, 3 * h), "b_x": (3 * h,), "b_h": (3 * h,)}
+            return shapes | (dict.fromkeys(norms, (3 * h,)) if self.layer_norm else {})
+
+        _checks.check_params(self, ranks, shapes)
 
     def __post_init__(self):
         _checks.boolean(self.reset_after, "reset_after")
+        _checks.boolean(self.layer_norm, "layer_norm")
 
 
-def gru_init(key, input_size: int, hidden_size: int, *, reset_after=False, dtype=jnp.float32):
+def gru_init(
+    key,
+    input_size: int,
+    hidden_size: int,
+    *,
+    reset_after=False,
+    layer_norm: bool = False,
+    dtype=jnp.float32,
+):
     """Initialises a GRU cell; ``reset_after=True`` gives the PyTorch/cuDNN/Keras form.
+
+    ``layer_norm=True`` adds the gains (starting at 1) and biases (at 0) of the
+    layer normalisations ``ln_x`` and ``ln_h`` (see :func:`gru_step`).
 
     Example:
         >>> import jax, jaxrnn
@@ -59,13 +87,18 @@ def gru_init(key, input_size: int, hidden_size: int, *, reset_after=False, dtype
     """
     _initializers.check_sizes(input_size, hidden_size)
     dtype = _checks.float_dtype(dtype)
+    layer_norm = _checks.boolean(layer_norm, "layer_norm")
     kx, kh = jax.random.split(key)
+    norm = _ln.layer_norm_init(3 * hidden_size, dtype) if layer_norm else None
     return GRUParams(
         w_x=_initializers.input_weights(kx, input_size, hidden_size, 3, dtype),
         w_h=_initializers.recurrent_weights(kh, hidden_size, 3, dtype),
         b_x=jnp.zeros((3 * hidden_size,), dtype),
         b_h=jnp.zeros((3 * hidden_size,), dtype),
         reset_after=reset_after,
+        ln_x=norm,
+        ln_h=norm,
+        layer_norm=layer_norm,
     )
 
 
@@ -80,6 +113,19 @@ def gru_step(params: GRUParams, carry: jax.Array, x: jax.Array, *, recurrent_mas
         \tilde H_t &= \tanh(X_t W_{xn} + b_{xn} + R_t \odot (H_{t-1} W_{hn} + b_{hn}))
             && \text{reset\_after=True (PyTorch, cuDNN, Keras)} \\
         H_t &= Z_t \odot H_{t-1} + (1 - Z_t) \odot \tilde H_t
+
+    With ``layer_norm=True`` (Ba, Kiros & Hinton 2016) every input term
+    :math:`X_t W_{x\cdot}` becomes :math:`\mathrm{LN}_x(X_t W_{x\cdot})` and every
+    recurrent term :math:`\mathrm{LN}_h(\cdot)` before the biases are added,
+    each gate's block of ``h`` units normalised on its own with its own gain and
+    bias (epsilon 1e-5). Where the reset gate meets the normalisation:
+
+    * ``reset_after=True``: :math:`\tilde H_t = \tanh(\mathrm{LN}_x(X_t W_{xn}) + b_{xn}
+      + R_t \odot (\mathrm{LN}_h(H_{t-1} W_{hn}) + b_{hn}))`: the reset gate
+      scales the normalised recurrent term.
+    * ``reset_after=False``: :math:`\tilde H_t = \tanh(\mathrm{LN}_x(X_t W_{xn}) + b_{xn}
+      + \mathrm{LN}_h((R_t \odot H_{t-1}) W_{hn}) + b_{hn})`: the reset gate
+      acts before the matmul, and the product is normalised.
 
     Args:
         params: a :class:`GRUParams`.
@@ -115,23 +161,41 @@ def gru_cell(params: GRUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
     n = params.hidden_size
+    ln_rz, ln_n = _norms(params)
     h_in = _checks.masked(carry, recurrent_mask)
-    gx = x @ params.w_x + bias(params.b_x, x)
+    gx, ln_x = _ln.normalize(params.ln_x, x @ params.w_x, 3)
+    gx = gx + bias(params.b_x, x)
     if params.reset_after:
-        gh = h_in @ params.w_h + bias(params.b_h, x)
+        gh, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, 3)
+        gh = gh + bias(params.b_h, x)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n]), 2, axis=-1)
         gh_n = gh[..., 2 * n :]
         candidate = jnp.tanh(gx[..., 2 * n :] + r * gh_n)
         activations = (r, z, candidate, gh_n)
     else:
-        gh = h_in @ params.w_h[:, : 2 * n] + bias(params.b_h[: 2 * n], x)
+        gh, ln_h = _ln.normalize(ln_rz, h_in @ params.w_h[:, : 2 * n], 2)
+        gh = gh + bias(params.b_h[: 2 * n], x)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh), 2, axis=-1)
-        candidate = jnp.tanh(
-            gx[..., 2 * n :] + (r * h_in) @ params.w_h[:, 2 * n :] + bias(params.b_h[2 * n :], x)
-        )
+        gh_n, ln_hn = _ln.normalize(ln_n, (r * h_in) @ params.w_h[:, 2 * n :], 1)
+        candidate = jnp.tanh(gx[..., 2 * n :] + gh_n + bias(params.b_h[2 * n :], x))
         activations = (r, z, candidate)
+        if params.layer_norm:  # as the residuals of one normalisation of all three blocks
+            ln_h = (
+                jnp.concatenate([ln_h[0], ln_hn[0]], -1),
+                jnp.concatenate([ln_h[1], ln_hn[1]], -2),
+            )
+    if params.layer_norm:
+        activations += ((ln_x, ln_h),)
     h = z * carry + (1 - z) * candidate
     return h, activations
+
+
+def _norms(params):
+    """``ln_h`` of the r, z blocks and of the n block (``None`` without layer norm)."""
+    if not params.layer_norm:
+        return None, None
+    n = params.hidden_size
+    return _ln.sliced(params.ln_h, 0, 2 * n), _ln.sliced(params.ln_h, 2 * n, 3 * n)
 
 
 # The fused gradient (see jaxrnn._fused) ----------------------------------------------------
@@ -145,41 +209,73 @@ def _forward(params, h, x, options):
 def _backward(params, residuals, h, dh, dy, options):
     n = params.hidden_size
     r, z, candidate = residuals[:3]
+    ln_x, ln_h = residuals[-1] if params.layer_norm else (None, None)
     h_in = _checks.masked(h, options.get("recurrent_mask"))
     dh = dh + dy
     dz = dh * (h - candidate) * _fused.sigmoid_grad(z)
     dn = dh * (1 - z) * _fused.tanh_grad(candidate)
     if params.reset_after:
-        (gh_n,) = residuals[3:]
+        gh_n = residuals[3]
         dr = dn * gh_n * _fused.sigmoid_grad(r)
-        d_h_in = jnp.concatenate([dr, dz, dn * r], axis=-1) @ params.w_h.T
+        d_gh = _ln.normalize_grad(params.ln_h, ln_h, jnp.concatenate([dr, dz, dn * r], -1), 3)
+        d_h_in = d_gh @ params.w_h.T
     else:
-        d_rh = dn @ params.w_h[:, 2 * n :].T
+        ln_rz, ln_n = _norms(params)
+        res_rz, res_n = _split_residuals(ln_h, n)
+        d_gh_n = _ln.normalize_grad(ln_n, res_n, dn, 1)
+        d_rh = d_gh_n @ params.w_h[:, 2 * n :].T
         dr = d_rh * h_in * _fused.sigmoid_grad(r)
-        d_h_in = d_rh * r + jnp.concatenate([dr, dz], axis=-1) @ params.w_h[:, : 2 * n].T
+        d_gh = _ln.normalize_grad(ln_rz, res_rz, jnp.concatenate([dr, dz], axis=-1), 2)
+        d_h_in = d_rh * r + d_gh @ params.w_h[:, : 2 * n].T
+        d_gh = d_gh if ln_h is None else jnp.concatenate([d_gh, d_gh_n], axis=-1)
     d_h, d_options = _fused.masked_input(h, d_h_in, options)
-    return dh * z + d_h, jnp.concatenate([dr, dz, dn], axis=-1), d_options
+    dg = jnp.concatenate([dr, dz, dn], axis=-1)
+    if params.layer_norm:  # the weights' cotangents are those before the normalisations
+        dg = {"a": dg, "x": _ln.normalize_grad(params.ln_x, ln_x, dg, 3), "h": d_gh}
+    return dh * z + d_h, dg, d_options
+
+
+def _split_residuals(residuals, n):
+    """The residuals of ``ln_h`` as those of the r, z blocks and of the n block."""
+    if residuals is None:
+        return None, None
+    normed, rstd = residuals
+    return (normed[..., : 2 * n], rstd[..., :2, :]), (normed[..., 2 * n :], rstd[..., 2:, :])
 
 
 def _param_grads(params, xs, hs, residuals, dgs, options):
     n = params.hidden_size
     r = residuals[0]
     h_ins = _fused.masked_inputs(hs, options)
-    dw_x, db_x, dxs = _fused.input_grads(params.w_x, xs, dgs)
+    if params.layer_norm:
+        da, d_pre_x, d_pre_h = dgs["a"], dgs["x"], dgs["h"]
+        dw_x, _, dxs = _fused.input_grads(params.w_x, xs, d_pre_x)
+        db_x = _fused.flat(da).sum(0)
+    else:
+        da = d_pre_h = dgs
+        dw_x, db_x, dxs = _fused.input_grads(params.w_x, xs, dgs)
     if params.reset_after:
-        dgh = jnp.concatenate([dgs[..., : 2 * n], dgs[..., 2 * n :] * r], axis=-1)
-        dw_h = _fused.flat(h_ins).T @ _fused.flat(dgh)
+        dgh = jnp.concatenate([da[..., : 2 * n], da[..., 2 * n :] * r], axis=-1)
+        d_pre_h = dgh if not params.layer_norm else d_pre_h
+        dw_h = _fused.flat(h_ins).T @ _fused.flat(d_pre_h)
         db_h = _fused.flat(dgh).sum(0)
     else:
+        dgh = da
         dw_h = jnp.concatenate(
             [
-                _fused.flat(h_ins).T @ _fused.flat(dgs[..., : 2 * n]),
-                _fused.flat(r * h_ins).T @ _fused.flat(dgs[..., 2 * n :]),
+                _fused.flat(h_ins).T @ _fused.flat(d_pre_h[..., : 2 * n]),
+                _fused.flat(r * h_ins).T @ _fused.flat(d_pre_h[..., 2 * n :]),
             ],
             axis=-1,
         )
         db_h = db_x
-    return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b_x=db_x, b_h=db_h), dxs
+    grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b_x=db_x, b_h=db_h)
+    if params.layer_norm:
+        ln_x, ln_h = residuals[-1]
+        grads = dataclasses.replace(
+            grads, ln_x=_ln.param_grads(ln_x, da), ln_h=_ln.param_grads(ln_h, dgh)
+        )
+    return grads, dxs
 
 
 GRU = register_cell(

@@ -1,4 +1,11 @@
-"""The long short-term memory cell (Hochreiter & Schmidhuber 1997), no peepholes."""
+"""The long short-term memory cell (Hochreiter & Schmidhuber 1997) and its common variants.
+
+The variants are options of :func:`lstm_init`, kept as static fields of
+:class:`LSTMParams`, and combine freely: a projection of the output (Sak et al.
+2014, PyTorch's ``proj_size``), peepholes (Gers, Schraudolph & Schmidhuber
+2002), layer normalisation (Ba, Kiros & Hinton 2016), coupled input and forget
+gates (CIFG, Greff et al. 2017) and cell clipping (TensorFlow's ``cell_clip``).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import _checks, _fused, _initializers
-from jaxrnn._carry import zeros_hidden
+from jaxrnn import _layer_norm as _ln
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._pytree import FusedGates, bias, pytree_dataclass
+from jaxrnn._layer_norm import LayerNormParams
+from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
 
 
 class LSTMState(NamedTuple):
-    """The LSTM carry. Both fields have shape ``(*batch, h)``."""
+    """The LSTM carry: ``h (*batch, p)`` and ``c (*batch, h)``; ``p = h`` without projection."""
 
     h: jax.Array  # hidden state H_t, also the output
     c: jax.Array  # memory cell C_t
@@ -26,34 +34,134 @@ class LSTMParams(FusedGates):
     """Parameters of an LSTM cell, gates fused along the last axis in the order i, f, g, o.
 
     The order is PyTorch's, so ``w_x`` is ``weight_ih.T`` and ``w_h`` is
-    ``weight_hh.T``; ``g`` is the candidate cell :math:`\\tilde C`.
+    ``weight_hh.T``; ``g`` is the candidate cell :math:`\\tilde C`. With
+    ``coupled=True`` there is no input gate and the order is f, g, o. ``G`` below
+    is the number of gate blocks (4, or 3 coupled), ``h`` the cell size and ``p``
+    the size of ``H_t`` (``proj_size``, or ``h`` without projection).
 
     Attributes:
-        w_x: input weights, shape ``(d, 4h)``.
-        w_h: recurrent weights, shape ``(h, 4h)``.
-        b: bias, shape ``(4h,)``. PyTorch's two biases ``b_ih + b_hh`` sum into it.
+        w_x: input weights, shape ``(d, G*h)``.
+        w_h: recurrent weights, shape ``(p, G*h)``.
+        b: bias, shape ``(G*h,)``. PyTorch's two biases ``b_ih + b_hh`` sum into it.
+        w_r: with ``proj_size``: the projection ``(h, p)``, PyTorch's ``weight_hr.T``.
+        w_c: with ``peephole``: the diagonal peephole weights ``(3h,)`` in the
+            order i, f, o (``(2h,)``, f and o, when coupled).
+        ln_x, ln_h: with ``layer_norm``: gain and bias ``(G*h,)`` of the
+            normalisation of ``X_t W_x`` and of ``H_{t-1} W_h``.
+        ln_c: with ``layer_norm``: gain and bias ``(h,)`` of the normalisation
+            of ``C_t`` on its way to the output.
+        proj_size, peephole, layer_norm, coupled, cell_clip: the variant, static
+            (see :func:`lstm_init`); the optional arrays above are ``None``
+            exactly when their option is off.
     """
 
     w_x: jax.Array
     w_h: jax.Array
     b: jax.Array
+    w_r: jax.Array | None = None
+    w_c: jax.Array | None = None
+    ln_x: LayerNormParams | None = None
+    ln_h: LayerNormParams | None = None
+    ln_c: LayerNormParams | None = None
+    proj_size: int = static(0)
+    peephole: bool = static(False)
+    layer_norm: bool = static(False)
+    coupled: bool = static(False)
+    cell_clip: float | None = static(None)
+
+    def __post_init__(self):
+        _checks.non_negative_int(self.proj_size, "proj_size")
+        _checks.boolean(self.peephole, "peephole")
+        _checks.boolean(self.layer_norm, "layer_norm")
+        _checks.boolean(self.coupled, "coupled")
+        _checks.positive_or_none(self.cell_clip, "cell_clip")
+
+    @property
+    def gates(self) -> int:
+        """The number of gate blocks ``G``: 4 (i, f, g, o), or 3 (f, g, o) when coupled."""
+        return 3 if self.coupled else 4
+
+    @property
+    def hidden_size(self) -> int:
+        """The cell size ``h`` (of ``C_t``)."""
+        return self.w_x.shape[-1] // self.gates
+
+    @property
+    def output_size(self) -> int:
+        """The size ``p`` of ``H_t``, the output: ``proj_size``, or ``h`` without projection."""
+        return self.w_h.shape[-2]
 
     def check(self):
         """Checks the fields against each other (at trace time, naming the field)."""
-        d, h = self.input_size, self.hidden_size
-        _checks.check_params(
-            self,
-            {"w_x": 2, "w_h": 2, "b": 1},
-            lambda: {"w_x": (d, 4 * h), "w_h": (h, 4 * h), "b": (4 * h,)},
-        )
+        options = {
+            "w_r": (self.proj_size > 0, f"proj_size={self.proj_size}"),
+            "w_c": (self.peephole, f"peephole={self.peephole}"),
+            **{ln: (self.layer_norm, f"layer_norm={self.layer_norm}") for ln in _LAYER_NORMS},
+        }
+        for field, (wanted, option) in options.items():
+            _checks.present(getattr(self, field), wanted, f"params.{field}", option)
+        ranks = {"w_x": 2, "w_h": 2, "b": 1}
+        ranks |= {"w_r": 2} if self.proj_size else {}
+        ranks |= {"w_c": 1} if self.peephole else {}
+        if self.layer_norm:
+            ranks |= {f"{ln}.{part}": 1 for ln in _LAYER_NORMS for part in ("scale", "bias")}
+        _checks.check_params(self, ranks, self._shapes)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(
+                f"params.proj_size: expected a projection smaller than hidden_size="
+                f"{self.hidden_size} (as PyTorch requires), got {self.proj_size}"
+            )
+
+    def _shapes(self):
+        d, h, g, p = self.input_size, self.hidden_size, self.gates, self.proj_size
+        shapes = {"w_x": (d, g * h), "w_h": (p or h, g * h), "b": (g * h,)}
+        shapes |= {"w_r": (h, p)} if p else {}
+        shapes |= {"w_c": ((g - 1) * h,)} if self.peephole else {}
+        if self.layer_norm:
+            for ln, size in zip(_LAYER_NORMS, (g * h, g * h, h), strict=True):
+                shapes |= {f"{ln}.scale": (size,), f"{ln}.bias": (size,)}
+        return shapes
 
 
-def lstm_init(key, input_size: int, hidden_size: int, *, forget_bias=1.0, dtype=jnp.float32):
-    """Initialises an LSTM cell.
+_LAYER_NORMS = ("ln_x", "ln_h", "ln_c")
+
+
+def lstm_init(
+    key,
+    input_size: int,
+    hidden_size: int,
+    *,
+    forget_bias=1.0,
+    proj_size: int = 0,
+    peephole: bool = False,
+    layer_norm: bool = False,
+    coupled: bool = False,
+    cell_clip: float | None = None,
+    dtype=jnp.float32,
+):
+    """Initialises an LSTM cell, optionally one of its variants (see :func:`lstm_step`).
 
     The forget-gate bias starts at ``forget_bias`` (1.0, following Gers et al.
     2000 and Jozefowicz et al. 2015) so the cell remembers by default; PyTorch
     starts it at 0 (uniform), Flax and Keras at 1. All other biases are zero.
+
+    Args:
+        key: a PRNG key.
+        input_size: ``d``.
+        hidden_size: ``h``, the size of the cell ``C_t``.
+        forget_bias: the forget gate's initial bias.
+        proj_size: ``p > 0`` projects the output to ``p < h`` units (``w_r``,
+            LeCun normal); ``H_t``, the carry's ``h`` and the output have size
+            ``p``, and ``w_h`` is ``(p, G*h)`` (each gate's block has orthonormal
+            rows). 0: no projection.
+        peephole: add the diagonal peephole weights ``w_c``, starting at 0
+            (so the cell starts as a plain LSTM).
+        layer_norm: normalise ``X_t W_x``, ``H_{t-1} W_h`` and ``C_t`` (before
+            its tanh), each gate's block on its own; gains start at 1, biases at 0.
+        coupled: couple the input gate to the forget gate, ``I_t = 1 - F_t``
+            (three gate blocks f, g, o).
+        cell_clip: clip ``C_t`` to ``[-cell_clip, cell_clip]``; ``None``: no clip.
+        dtype: the params' floating-point dtype.
 
     Example:
         >>> import jax, jaxrnn
@@ -62,16 +170,56 @@ def lstm_init(key, input_size: int, hidden_size: int, *, forget_bias=1.0, dtype=
         ((3, 20), (5, 20), (20,))
         >>> float(p.b[5:10].mean())  # the f block
         1.0
+        >>> q = jaxrnn.lstm_init(jax.random.key(0), 3, 5, proj_size=2, coupled=True)
+        >>> q.w_x.shape, q.w_h.shape, q.w_r.shape, (q.hidden_size, q.output_size)
+        ((3, 15), (2, 15), (5, 2), (5, 2))
     """
     _initializers.check_sizes(input_size, hidden_size)
     dtype = _checks.float_dtype(dtype)
     _checks.finite_number(forget_bias, "forget_bias")
+    _checks.non_negative_int(proj_size, "proj_size")
+    if proj_size >= hidden_size:
+        raise ValueError(
+            f"proj_size: expected an int in [0, hidden_size={hidden_size}) (PyTorch requires "
+            f"proj_size < hidden_size), got {proj_size}"
+        )
+    peephole = _checks.boolean(peephole, "peephole")
+    layer_norm = _checks.boolean(layer_norm, "layer_norm")
+    coupled = _checks.boolean(coupled, "coupled")
+    _checks.positive_or_none(cell_clip, "cell_clip")
+    gates = 3 if coupled else 4
     kx, kh = jax.random.split(key)
-    b = jnp.zeros((4, hidden_size), dtype).at[1].set(forget_bias).reshape(-1)
+    if proj_size:
+        # Each gate's (p, h) block has orthonormal rows, as the (h, h) blocks are orthogonal.
+        orthogonal = jax.nn.initializers.orthogonal()
+        working = jnp.promote_types(dtype, jnp.float32)
+        blocks = [
+            orthogonal(k, (proj_size, hidden_size), working) for k in jax.random.split(kh, gates)
+        ]
+        w_h = jnp.concatenate(blocks, axis=-1).astype(dtype)
+        w_r = _initializers.input_weights(
+            jax.random.fold_in(key, 1), hidden_size, proj_size, 1, dtype
+        )
+    else:
+        w_h = _initializers.recurrent_weights(kh, hidden_size, gates, dtype)
+        w_r = None
+    forget = 0 if coupled else 1
+    b = jnp.zeros((gates, hidden_size), dtype).at[forget].set(forget_bias).reshape(-1)
+    norm = lambda size: _ln.layer_norm_init(size, dtype) if layer_norm else None
     return LSTMParams(
-        w_x=_initializers.input_weights(kx, input_size, hidden_size, 4, dtype),
-        w_h=_initializers.recurrent_weights(kh, hidden_size, 4, dtype),
+        w_x=_initializers.input_weights(kx, input_size, hidden_size, gates, dtype),
+        w_h=w_h,
         b=b,
+        w_r=w_r,
+        w_c=jnp.zeros(((gates - 1) * hidden_size,), dtype) if peephole else None,
+        ln_x=norm(gates * hidden_size),
+        ln_h=norm(gates * hidden_size),
+        ln_c=norm(hidden_size),
+        proj_size=proj_size,
+        peephole=peephole,
+        layer_norm=layer_norm,
+        coupled=coupled,
+        cell_clip=cell_clip,
     )
 
 
@@ -86,11 +234,27 @@ def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_m
         C_t &= F_t \odot C_{t-1} + I_t \odot \tilde C_t \\
         H_t &= O_t \odot \tanh(C_t)
 
+    The variants of :func:`lstm_init` change these equations as follows.
+
+    * ``peephole``: ``+ w_{ci} ⊙ C_{t-1}`` inside ``I_t``, ``+ w_{cf} ⊙ C_{t-1}``
+      inside ``F_t`` and ``+ w_{co} ⊙ C_t`` inside ``O_t`` (the new cell).
+    * ``coupled``: :math:`I_t = 1 - F_t`; no input-gate weights.
+    * ``cell_clip``: :math:`C_t` is clipped to ``[-cell_clip, cell_clip]`` right
+      after its update, so the carry, the peephole on ``O_t`` and the output
+      all see the clipped value; the gradient is zero where it clips.
+    * ``layer_norm``: every pre-activation above is
+      :math:`\mathrm{LN}_x(X_t W_x) + \mathrm{LN}_h(H_{t-1} W_h) + b`
+      (peephole terms added after), each gate's block normalised on its own
+      with its own gain and bias (epsilon 1e-5), and
+      :math:`H_t = O_t \odot \tanh(\mathrm{LN}_c(C_t))`; the carried
+      :math:`C_t` is not normalised.
+    * ``proj_size``: :math:`H_t = (O_t \odot \tanh(C_t)) W_r`, size ``p``.
+
     Args:
         params: an :class:`LSTMParams`.
-        carry: an :class:`LSTMState` ``(h, c)``, each ``(*batch, h)``.
+        carry: an :class:`LSTMState` ``(h, c)``, ``h (*batch, p)`` and ``c (*batch, h)``.
         x: ``X_t``, shape ``(*batch, d)``.
-        recurrent_mask: optional ``(*batch, h)`` multiplier on ``H_{t-1}`` where it
+        recurrent_mask: optional ``(*batch, p)`` multiplier on ``H_{t-1}`` where it
             enters the recurrent matmul (variational recurrent dropout).
 
     Returns:
@@ -110,10 +274,13 @@ def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_m
 
 
 def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask=None):
-    """:func:`lstm_step`, also returning the activations ``(i, f, g, o, tanh(C_t))``.
+    """:func:`lstm_step`, also returning the activations ``(i, f, g, o, tanh(C_t)[, extra])``.
 
     The one place the LSTM equations are written; the fused gradient of
-    :func:`jaxrnn.scan` keeps these activations for its backward pass.
+    :func:`jaxrnn.scan` keeps these activations for its backward pass. With
+    ``coupled`` ``i`` is ``1 - f``; with layer norm ``tanh(C_t)`` is
+    ``tanh(LN(C_t))``. A variant adds ``extra``, a dict: the clipped cell
+    ``"c"`` (peephole or clip) and the normalisations' residuals ``"ln"``.
     """
     params.check()
     if not isinstance(carry, LSTMState):
@@ -128,17 +295,51 @@ def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask
         x,
         {"carry.h": carry.h, "carry.c": carry.c},
         params.input_size,
-        params.hidden_size,
+        {"carry.h": params.output_size, "carry.c": params.hidden_size},
         params.w_h.dtype,
     )
     h_in = _checks.masked(carry.h, recurrent_mask)
-    gates = x @ params.w_x + h_in @ params.w_h + bias(params.b, x)
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    ax, ln_x = _ln.normalize(params.ln_x, x @ params.w_x, params.gates)
+    ah, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, params.gates)
+    gates = ax + ah + bias(params.b, x)
+    if params.coupled:
+        a_i, (a_f, a_g, a_o) = None, jnp.split(gates, 3, axis=-1)
+    else:
+        a_i, a_f, a_g, a_o = jnp.split(gates, 4, axis=-1)
+    peep = _peepholes(params, x)
+    if params.peephole:
+        a_f = a_f + peep["f"] * carry.c
+        a_i = None if params.coupled else a_i + peep["i"] * carry.c
+    f = jax.nn.sigmoid(a_f)
+    i = 1 - f if params.coupled else jax.nn.sigmoid(a_i)
+    g = jnp.tanh(a_g)
     c = f * carry.c + i * g
-    tanh_c = jnp.tanh(c)
+    if params.cell_clip is not None:
+        c = jnp.clip(c, -params.cell_clip, params.cell_clip)
+    if params.peephole:
+        a_o = a_o + peep["o"] * c
+    o = jax.nn.sigmoid(a_o)
+    c_out, ln_c = _ln.normalize(params.ln_c, c, 1)
+    tanh_c = jnp.tanh(c_out)
     h = o * tanh_c
-    return LSTMState(h=h, c=c), h, (i, f, g, o, tanh_c)
+    if params.proj_size:
+        h = h @ params.w_r
+    activations = (i, f, g, o, tanh_c)
+    extra = {}
+    if params.peephole or params.cell_clip is not None:
+        extra["c"] = c
+    if params.layer_norm:
+        extra["ln"] = (ln_x, ln_h, ln_c)
+    return LSTMState(h=h, c=c), h, activations + ((extra,) if extra else ())
+
+
+def _peepholes(params, x):
+    """The peephole vectors by gate name, at ``x``'s rank; empty without peepholes."""
+    if not params.peephole:
+        return {}
+    names = ("f", "o") if params.coupled else ("i", "f", "o")
+    parts = jnp.split(params.w_c, len(names))
+    return {name: bias(w, x) for name, w in zip(names, parts, strict=True)}
 
 
 # The fused gradient (see jaxrnn._fused) ----------------------------------------------------
@@ -149,32 +350,86 @@ def _forward(params, carry, x, options):
 
 
 def _backward(params, residuals, carry_in, d_carry, dy, options):
-    i, f, g, o, tanh_c = residuals
+    i, f, g, o, tanh_c = residuals[:5]
+    extra = residuals[5] if len(residuals) > 5 else {}
+    ln_x, ln_h, ln_c = extra.get("ln", (None, None, None))
+    peep = _peepholes(params, dy)
     dh = d_carry.h + dy
-    dc = d_carry.c + dh * o * _fused.tanh_grad(tanh_c)
-    dg = jnp.concatenate(
-        [
-            dc * g * _fused.sigmoid_grad(i),
-            dc * carry_in.c * _fused.sigmoid_grad(f),
-            dc * i * _fused.tanh_grad(g),
-            dh * tanh_c * _fused.sigmoid_grad(o),
-        ],
-        axis=-1,
-    )
-    d_h, d_options = _fused.masked_input(carry_in.h, dg @ params.w_h.T, options)
-    return LSTMState(h=d_h, c=dc * f), dg, d_options
+    dm = dh @ params.w_r.T if params.proj_size else dh  # the output before projection
+    d_out = dm * o * _fused.tanh_grad(tanh_c)  # of LN(C_t), or of C_t
+    da_o = dm * tanh_c * _fused.sigmoid_grad(o)
+    d_out_c = _ln.normalize_grad(params.ln_c, ln_c, d_out, 1)
+    if params.peephole:
+        d_out_c = d_out_c + da_o * peep["o"]
+    dc = d_carry.c + d_out_c
+    if params.cell_clip is not None:  # as jnp.clip: no gradient where it clips
+        dc = jnp.where(jnp.abs(extra["c"]) < params.cell_clip, dc, jnp.zeros_like(dc))
+    if params.coupled:
+        da_f = dc * (carry_in.c - g) * _fused.sigmoid_grad(f)
+        da = jnp.concatenate([da_f, dc * i * _fused.tanh_grad(g), da_o], axis=-1)
+    else:
+        da_i = dc * g * _fused.sigmoid_grad(i)
+        da_f = dc * carry_in.c * _fused.sigmoid_grad(f)
+        da = jnp.concatenate([da_i, da_f, dc * i * _fused.tanh_grad(g), da_o], axis=-1)
+    d_c = dc * f
+    if params.peephole:
+        d_c = d_c + da_f * peep["f"]
+        if not params.coupled:
+            d_c = d_c + da_i * peep["i"]
+    da_h = _ln.normalize_grad(params.ln_h, ln_h, da, params.gates)
+    d_h, d_options = _fused.masked_input(carry_in.h, da_h @ params.w_h.T, options)
+    if not (params.proj_size or params.layer_norm):
+        return LSTMState(h=d_h, c=d_c), da, d_options
+    # What the weight gradients need beyond the gates' cotangent `da`.
+    dg = {"a": da}
+    if params.proj_size:
+        dg["out"] = dh
+    if params.layer_norm:
+        dg["x"] = _ln.normalize_grad(params.ln_x, ln_x, da, params.gates)
+        dg["h"], dg["out_c"] = da_h, d_out
+    return LSTMState(h=d_h, c=d_c), dg, d_options
 
 
 def _param_grads(params, xs, carries_in, residuals, dgs, options):
-    del residuals
-    dw_x, db, dxs = _fused.input_grads(params.w_x, xs, dgs)
-    dw_h = _fused.flat(_fused.masked_inputs(carries_in.h, options)).T @ _fused.flat(dgs)
-    return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db), dxs
+    h_ins = _fused.masked_inputs(carries_in.h, options)
+    if not (params.proj_size or params.layer_norm):
+        dw_x, db, dxs = _fused.input_grads(params.w_x, xs, dgs)
+        dw_h = _fused.flat(h_ins).T @ _fused.flat(dgs)
+        grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db)
+        da = dgs
+    else:
+        da = dgs["a"]
+        dw_x, _, dxs = _fused.input_grads(params.w_x, xs, dgs.get("x", da))
+        dw_h = _fused.flat(h_ins).T @ _fused.flat(dgs.get("h", da))
+        grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=_fused.flat(da).sum(0))
+    extra = residuals[5] if len(residuals) > 5 else {}
+    if params.proj_size:
+        o, tanh_c = residuals[3:5]
+        dw_r = _fused.flat(o * tanh_c).T @ _fused.flat(dgs["out"])
+        grads = dataclasses.replace(grads, w_r=dw_r)
+    if params.peephole:
+        blocks = jnp.split(da, params.gates, axis=-1)
+        by_gate = dict(zip(("f", "g", "o") if params.coupled else "ifgo", blocks, strict=True))
+        cells = {"i": carries_in.c, "f": carries_in.c, "o": extra["c"]}
+        names = ("f", "o") if params.coupled else ("i", "f", "o")
+        dw_c = [_fused.flat(by_gate[n] * cells[n]).sum(0) for n in names]
+        grads = dataclasses.replace(grads, w_c=jnp.concatenate(dw_c))
+    if params.layer_norm:
+        ln_x, ln_h, ln_c = extra["ln"]
+        grads = dataclasses.replace(
+            grads,
+            ln_x=_ln.param_grads(ln_x, da),
+            ln_h=_ln.param_grads(ln_h, da),
+            ln_c=_ln.param_grads(ln_c, dgs["out_c"]),
+        )
+    return grads, dxs
 
 
 def _initial_carry(params, batch_shape=()):
-    zeros = zeros_hidden(params, batch_shape)
-    return LSTMState(h=zeros, c=zeros)
+    batch, dtype = _checks.batch_tuple(batch_shape), params.w_h.dtype
+    c = jnp.zeros((*batch, params.hidden_size), dtype)
+    h = c if not params.proj_size else jnp.zeros((*batch, params.output_size), dtype)
+    return LSTMState(h=h, c=c)
 
 
 LSTM = register_cell(

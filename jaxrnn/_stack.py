@@ -29,7 +29,9 @@ def stack_init(
     """Initialises a stack of cells: ``num_layers`` layers, one or two directions each.
 
     Layer 0 reads ``input_size`` features; layer ``k + 1`` reads layer ``k``'s
-    outputs with both directions concatenated (forward first), as in PyTorch.
+    outputs with both directions concatenated (forward first), as in PyTorch:
+    ``hidden_size`` per direction, or the params' ``output_size`` where they
+    have one (an LSTM with ``proj_size``).
 
     Args:
         key: a PRNG key; every layer and direction gets its own.
@@ -57,12 +59,13 @@ def stack_init(
     _checks.positive_int(hidden_size, "hidden_size")
     directions = 2 if _checks.boolean(bidirectional, "bidirectional") else 1
     keys = jax.random.split(key, (num_layers, directions))
-    layers = []
+    layers, size = [], input_size
     for k in range(num_layers):
-        size = input_size if k == 0 else hidden_size * directions
-        layers.append(
-            tuple(init(keys[k, j], size, hidden_size, **cell_options) for j in range(directions))
+        layer = tuple(
+            init(keys[k, j], size, hidden_size, **cell_options) for j in range(directions)
         )
+        layers.append(layer)
+        size = sum(getattr(params, "output_size", hidden_size) for params in layer)
     return tuple(layers)
 
 

@@ -79,7 +79,8 @@ def register_cell(cell: Cell) -> Cell:
     After this one call the cell works by name in the modules, stacks and the
     examples, :func:`jaxrnn.initial_carry` knows its params, and
     :func:`jaxrnn.scan` uses its ``scan_rule``. Registering a different cell
-    under a taken name or params type is an error.
+    under a taken name or params type is an error; running the same definition
+    again (a notebook cell, a module reload) replaces the earlier registration.
 
     Example:
         >>> from typing import NamedTuple
@@ -106,18 +107,31 @@ def register_cell(cell: Cell) -> Cell:
             "cell.params_type: expected a class of the cell's own (a NamedTuple or a "
             f"dataclass registered as a pytree) to dispatch on, got {cell.params_type!r}"
         )
-    for table, key, what in ((_BY_NAME, cell.name, "name"), (_BY_TYPE, cell.params_type, "type")):
-        taken = table.get(key)
-        if taken is not None and taken != cell:
-            raise ValueError(
-                f"cell: params {what} {key!r} is already registered to the {taken.name!r} cell"
-                if what == "type"
-                else f"cell.name: {key!r} is already registered to another cell"
-            )
+    old = _BY_NAME.get(cell.name)
+    if old is not None and old != cell:
+        if not _same_definition(old, cell):
+            raise ValueError(f"cell.name: {cell.name!r} is already registered to another cell")
+        del _BY_TYPE[old.params_type]  # the same code run again (a notebook cell, a reload)
+    taken = _BY_TYPE.get(cell.params_type)
+    if taken is not None and taken.name != cell.name:
+        raise ValueError(
+            f"cell.params_type: {cell.params_type.__name__} is already the params type of "
+            f"the {taken.name!r} cell"
+        )
     _BY_NAME[cell.name] = cell
     _BY_TYPE[cell.params_type] = cell
     _initial_carry.register(cell.params_type)(cell.initial_carry)
     return cell
+
+
+def _same_definition(a: Cell, b: Cell) -> bool:
+    """Whether ``b`` is ``a``'s definition executed again: same names for the same parts."""
+
+    def names(cell):
+        parts = (cell.init, cell.step, cell.params_type)
+        return [(getattr(p, "__module__", None), getattr(p, "__qualname__", None)) for p in parts]
+
+    return names(a) == names(b)
 
 
 def get_cell(cell: str | Cell) -> Cell:

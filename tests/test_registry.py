@@ -1,0 +1,133 @@
+"""Cells as values: the registry, and a user's cell from the README everywhere a cell works."""
+
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxrnn
+from jaxrnn._cell import scan_rule
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SECTION = (ROOT / "README.md").read_text().split("## Writing your own cell")[1].split("\n## ")[0]
+(BLOCK,) = re.findall(r"```python\n(.*?)```", SECTION, re.S)
+
+
+@pytest.fixture(scope="module")
+def readme():
+    # A user's code, which need not follow the suite's rank_promotion="raise".
+    with jax.numpy_rank_promotion("allow"):
+        namespace = {}
+        exec(compile(BLOCK, "README.md", "exec"), namespace)
+        yield namespace
+
+
+def python_loop(step, params, xs, lengths, reverse=False):
+    """Each sequence alone, its valid steps only, one step at a time in NumPy order."""
+    T, B = xs.shape[:2]
+    ys = np.zeros((T, B, params.u.shape[-1]), np.float32)
+    finals = []
+    for b in range(B):
+        h = jnp.zeros(params.u.shape)
+        n = min(int(lengths[b]), T)
+        for t in reversed(range(n)) if reverse else range(n):
+            h, y = step(params, h, xs[t, b])
+            ys[t, b] = y
+        finals.append(h)
+    return jnp.stack(finals), ys
+
+
+def close(a, b, tol=1e-5):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+def test_readme_cell_in_scan_equals_a_python_loop(readme):
+    step, params, xs, lengths = (readme[k] for k in ("indrnn_step", "params", "xs", "lengths"))
+    carry, ys = jaxrnn.scan(step, params, xs, lengths=lengths, reverse=True)
+    want_carry, want_ys = python_loop(step, params, xs, lengths, reverse=True)
+    close(carry, want_carry)
+    close(ys, want_ys)
+    assert jaxrnn.get_cell("indrnn") is readme["indrnn"]
+    assert "indrnn" in jaxrnn.cell_names()
+
+
+def test_readme_cell_in_a_bidirectional_stack_equals_python_loops(readme):
+    step, layers, xs, lengths = (readme[k] for k in ("indrnn_step", "layers", "xs", "lengths"))
+    _, ys = jaxrnn.stack_scan(step, layers, xs, lengths=lengths)
+    inputs = xs
+    for fwd, bwd in layers:
+        _, forward = python_loop(step, fwd, inputs, lengths)
+        _, backward = python_loop(step, bwd, inputs, lengths, reverse=True)
+        inputs = jnp.concatenate([forward, backward], axis=-1)
+    close(ys, inputs)
+
+
+def test_readme_cell_in_both_module_families(readme):
+    xs, lengths = readme["xs"], readme["lengths"]
+    model = readme["model"]
+    want = jaxrnn.stack_scan(readme["indrnn_step"], model.to_layers(), xs, lengths=lengths)[1]
+    close(readme["ys"], jnp.moveaxis(want, 0, 1))
+    linen = jaxrnn.linen.Recurrent(8, cell="indrnn", num_layers=2)
+    variables = linen.variables_from_layers(model.to_layers())
+    close(linen.apply(variables, jnp.moveaxis(xs, 0, 1), lengths=lengths), readme["ys"])
+    rebuilt = jaxrnn.nnx.Recurrent.from_layers(model.to_layers())
+    assert rebuilt.cell is readme["indrnn"]
+    cell = jaxrnn.nnx.RecurrentCell("indrnn", 3, 8, rngs=nnx.Rngs(0))
+    _, y = cell(cell.initial_carry((4,)), xs[0])
+    close(y, readme["indrnn_step"](cell.to_params(), jnp.zeros((4, 8)), xs[0])[1])
+
+
+def test_running_the_definition_again_replaces_it(readme):
+    namespace = {}
+    with jax.numpy_rank_promotion("allow"):
+        exec(compile(BLOCK, "README.md", "exec"), namespace)
+    assert jaxrnn.get_cell("indrnn") is namespace["indrnn"]
+
+
+def test_built_in_cells_are_values_with_their_option_defaults():
+    lstm = jaxrnn.get_cell("lstm")
+    assert (lstm.init, lstm.step, lstm.params_type) == (
+        jaxrnn.lstm_init,
+        jaxrnn.lstm_step,
+        jaxrnn.LSTMParams,
+    )
+    assert lstm.options["forget_bias"] == 1.0 and lstm.options["dtype"] == jnp.float32
+    assert jaxrnn.get_cell("gru").options["reset_after"] is False
+    assert jaxrnn.get_cell("rnn").options["activation"] == "tanh"
+    assert jaxrnn.get_cell(lstm) is lstm
+    assert {"rnn", "lstm", "gru"} <= set(jaxrnn.cell_names())
+
+
+def test_the_rule_is_chosen_by_params_type_and_step():
+    params = jaxrnn.gru_init(jax.random.key(0), 3, 4)
+    assert scan_rule(jaxrnn.gru_step, params) is not None
+    assert scan_rule(jaxrnn.lstm_step, params) is None  # not that cell's step
+    assert scan_rule(lambda p, c, x: jaxrnn.gru_step(p, c, x), params) is None
+    bound = jax.tree_util.Partial(jaxrnn.gru_step, recurrent_mask=jnp.ones(4))
+    assert scan_rule(bound, params)[1].keys() == {"recurrent_mask"}
+
+
+def test_registry_errors_name_the_problem():
+    with pytest.raises(
+        ValueError, match=r"cell: expected one of .* got 'lstn' \(did you mean 'lstm'\?\)"
+    ):
+        jaxrnn.get_cell("lstn")
+    with pytest.raises(TypeError, match=r"cell: expected a cell name or a jaxrnn\.Cell, got 3"):
+        jaxrnn.get_cell(3)
+    lstm = jaxrnn.get_cell("lstm")
+    with pytest.raises(ValueError, match="'lstm' is already registered to another cell"):
+        jaxrnn.register_cell(jaxrnn.Cell("lstm", jaxrnn.gru_init, jaxrnn.gru_step, dict, None))
+    with pytest.raises(TypeError, match=r"cell\.params_type: expected a class of the cell's own"):
+        jaxrnn.register_cell(jaxrnn.Cell("mine", lstm.init, lstm.step, tuple, None))
+    with pytest.raises(ValueError, match="LSTMParams is already the params type of the 'lstm'"):
+        jaxrnn.register_cell(jaxrnn.Cell("mine", lstm.init, lstm.step, jaxrnn.LSTMParams, None))
+    with pytest.raises(TypeError, match=r"cell: expected a jaxrnn\.Cell, got tuple"):
+        jaxrnn.register_cell(("lstm", lstm.init, lstm.step))
+    with pytest.raises(TypeError, match="LSTM: unexpected option 'reset_after'"):
+        jaxrnn.nnx.LSTM(3, 4, reset_after=True, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="did you mean 'gru'"):
+        jaxrnn.nnx.Recurrent("gruu", 3, 4, rngs=nnx.Rngs(0))

@@ -120,7 +120,7 @@ def test_registry_errors_name_the_problem():
         jaxrnn.get_cell(3)
     lstm = jaxrnn.get_cell("lstm")
     with pytest.raises(ValueError, match="'lstm' is already registered to another cell"):
-        jaxrnn.register_cell(jaxrnn.Cell("lstm", jaxrnn.gru_init, jaxrnn.gru_step, dict, None))
+        jaxrnn.register_cell(jaxrnn.Cell("lstm", jaxrnn.gru_init, jaxrnn.gru_step, jaxrnn.GRUParams, None))
     with pytest.raises(TypeError, match=r"cell\.params_type: expected a class of the cell's own"):
         jaxrnn.register_cell(jaxrnn.Cell("mine", lstm.init, lstm.step, tuple, None))
     with pytest.raises(ValueError, match="LSTMParams is already the params type of the 'lstm'"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import sys
 from typing import Any
 
 import jax
@@ -45,12 +46,16 @@ class Checkpoints:
     """
 
     def __init__(self, directory, *, max_to_keep: int | None = 3, read_only: bool = False):
+        """Opens (with ``read_only=False``: creates) the checkpoint directory ``directory``;
+        ``max_to_keep=None`` keeps every checkpoint."""
         import orbax.checkpoint as ocp
 
         self.directory = pathlib.Path(directory).absolute()
         self.max_to_keep = max_to_keep
+        self.read_only = read_only
         self._verified: set[int] = set()
         self._ocp = ocp
+        _quiet_abandoned_reads()
         if self.directory.exists() and not self.directory.is_dir():
             raise CheckpointError(
                 f"checkpoint directory {str(self.directory)!r} is a file; expected a directory. "
@@ -59,11 +64,9 @@ class Checkpoints:
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"no checkpoint directory {str(self.directory)!r}")
         # Retention is done here (only verified checkpoints count), not by Orbax.
+        # (Orbax's own read_only option logs warnings on stderr; not creating is enough.)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=None,
-            create=not read_only,
-            read_only=read_only,
-            enable_async_checkpointing=False,
+            max_to_keep=None, create=not read_only, enable_async_checkpointing=False
         )
         try:
             self._manager = ocp.CheckpointManager(
@@ -104,6 +107,8 @@ class Checkpoints:
                 disk, say); the earlier checkpoints are intact either way.
         """
         ocp = self._ocp
+        if self.read_only:
+            raise CheckpointError(f"checkpoints in {str(self.directory)!r} were opened read-only")
         if step in self._manager.all_steps():
             raise CheckpointError(
                 f"checkpoint {step} already exists in {str(self.directory)!r}; it is left as it is"
@@ -270,6 +275,28 @@ def _unreadable(where, error) -> CheckpointError:
         "written by something else. Nothing was changed: move that directory aside to resume "
         "from an earlier checkpoint, or use a new work directory."
     )
+
+
+def _quiet_abandoned_reads() -> None:
+    """Drops the "Event loop is closed" errors of the reads a failed restore abandoned.
+
+    When Orbax's restore fails, its event loop closes while TensorStore still
+    finishes the other reads; each then posts its result to the closed loop, and
+    Python prints that as a traceback through ``sys.unraisablehook``, after the
+    one-line error. Those (and only those) are dropped, from the first
+    :class:`Checkpoints` on: the reads may finish before the error reaches us.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop_errors", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.drops_closed_loop_errors = True
+    sys.unraisablehook = hook
 
 
 def _key_name(key) -> str:

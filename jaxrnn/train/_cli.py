@@ -38,7 +38,8 @@ def user_errors(prog: str = "error"):
     try:
         yield
     except USER_ERRORS as error:
-        print(f"{prog}: {type(error).__name__}: {one_line(error, 2000)}", file=sys.stderr)
+        kind = next(c.__name__ for c in USER_ERRORS if isinstance(error, c))  # the public one
+        print(f"{prog}: {kind}: {one_line(error, 2000)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -38,4 +38,5 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     """``"Type: first line of the message"``: long library messages (TensorStore's run to
     dozens of lines) reduced to what names the problem."""
     lines = [line for line in str(error).splitlines() if line.strip()]
-    return one_line(f"{type(error).__name__}: {lines[0] if lines else ''}", limit)
+    line = lines[0].split(" See full TensorStore details")[0] if lines else ""
+    return one_line(f"{type(error).__name__}: {line}", limit)

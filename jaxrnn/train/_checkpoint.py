@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
+import re
 import sys
 from typing import Any
 
@@ -269,7 +271,11 @@ def _digest_meta(meta: dict) -> str:
 
 
 def _unreadable(where, error) -> CheckpointError:
-    detail = error if isinstance(error, str) else first_line(error)
+    detail = error if isinstance(error, str) else first_line(error).rstrip(".")
+    # TensorStore's long message names the array in its spec: 'path': 'params.w/'.
+    array = re.search(r"'path': '([^'/]+)/'", str(error))
+    if array:
+        detail += f"; array {array.group(1)}"
     return CheckpointError(
         f"checkpoint {where!r} cannot be read ({detail}). It may be truncated, corrupt or "
         "written by something else. Nothing was changed: move that directory aside to resume "
@@ -278,25 +284,33 @@ def _unreadable(where, error) -> CheckpointError:
 
 
 def _quiet_abandoned_reads() -> None:
-    """Drops the "Event loop is closed" errors of the reads a failed restore abandoned.
+    """Drops the errors of the reads a failed restore abandoned.
 
     When Orbax's restore fails, its event loop closes while TensorStore still
-    finishes the other reads; each then posts its result to the closed loop, and
-    Python prints that as a traceback through ``sys.unraisablehook``, after the
+    finishes the other reads: each posts its result to the closed loop ("Event
+    loop is closed"), and its coroutine is collected with its error unretrieved.
+    Python prints both through ``sys.unraisablehook``, as tracebacks after the
     one-line error. Those (and only those) are dropped, from the first
     :class:`Checkpoints` on: the reads may finish before the error reaches us.
     """
     previous = sys.unraisablehook
-    if getattr(previous, "drops_closed_loop_errors", False):
+    if getattr(previous, "drops_abandoned_reads", False):
         return
 
     def hook(unraisable):
-        error = unraisable.exc_value
-        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+        if not _abandoned_read(unraisable):
             previous(unraisable)
 
-    hook.drops_closed_loop_errors = True
+    hook.drops_abandoned_reads = True
     sys.unraisablehook = hook
+
+
+def _abandoned_read(unraisable) -> bool:
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return True
+    code = getattr(unraisable.object, "cr_code", None)  # a coroutine of Orbax's
+    return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
 
 
 def _key_name(key) -> str:

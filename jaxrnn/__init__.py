@@ -29,6 +29,12 @@ from jaxrnn._lstm import LSTMParams as LSTMParams
 from jaxrnn._lstm import LSTMState as LSTMState
 from jaxrnn._lstm import lstm_init as lstm_init
 from jaxrnn._lstm import lstm_step as lstm_step
+from jaxrnn._mingru import MinGRUParams as MinGRUParams
+from jaxrnn._mingru import mingru_init as mingru_init
+from jaxrnn._mingru import mingru_step as mingru_step
+from jaxrnn._minlstm import MinLSTMParams as MinLSTMParams
+from jaxrnn._minlstm import minlstm_init as minlstm_init
+from jaxrnn._minlstm import minlstm_step as minlstm_step
 from jaxrnn._mgu import MGUParams as MGUParams
 from jaxrnn._mgu import mgu_init as mgu_init
 from jaxrnn._mgu import mgu_step as mgu_step

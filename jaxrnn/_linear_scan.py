@@ -1,0 +1,290 @@
+"""Linear recurrences ``H_t = A_t ⊙ H_{t-1} + B_t`` over a whole sequence, in parallel.
+
+When a cell's gates read only the input, as in minGRU and minLSTM (Feng et al.
+2024), every ``A_t`` and ``B_t`` is known before the loop: one matmul over all
+steps gives them. What is left is a first-order linear recurrence, and the
+affine maps ``h -> A_t h + B_t`` compose associatively::
+
+    (A_1, B_1) then (A_2, B_2)  =  (A_2 A_1, A_2 B_1 + B_2)
+
+so :func:`jax.lax.associative_scan` computes every ``H_t`` in ``O(log T)``
+depth instead of ``T`` sequential steps (Blelloch 1990; Martin & Cundy 2018).
+
+**Linear space, not log space.** Both cells keep ``0 < A_t < 1`` and (with a
+zero carry) ``B_t > 0``, so Feng et al. scan ``log A`` and ``log B`` with
+log-sum-exp. Here the pairs are scanned as they are: each combine is a multiply
+and a fused multiply-add rather than an ``exp`` and a ``log1p``; products of
+``A`` that underflow to 0 are the exact contribution of a state that far back
+in float32; sums of positive terms lose no precision, and a carry of either
+sign (which log space cannot hold) costs nothing. Measured on this project's
+CPU machine (``benchmarks/RESULTS_parallel.md``), T = 16384, h = 128: the
+linear scan is within 2e-7 relative of the float64 sequential loop, the log-space
+pair scan within 4e-7 and about 3x slower; Heinsen's cumulative-sum form of
+the log-space scan loses 1e-3 (its two running sums grow to ~1e4 and cancel).
+
+**Blocks.** On a CPU every level of an associative scan is another pass over
+memory, while the sequential loop makes one. :func:`linear_scan` therefore
+scans blocks of ``block`` steps one step at a time, all blocks at once (one
+vectorised step per position in the block), and combines the blocks' totals
+with :func:`jax.lax.associative_scan`: depth ``2 * block + O(log(T / block))``,
+still ``O(log T)`` for a fixed block. ``block=1`` is the plain associative scan
+of all ``T`` pairs.
+
+**Gradient.** The cotangent of the sequence is itself a linear recurrence run
+the other way, ``G_t = dH_t + A_{t+1} G_{t+1}``, with ``dA_t = G_t H_{t-1}`` and
+``dB_t = G_t`` (a ``jax.custom_vjp``): one more scan instead of the transpose of
+every level of the first.
+
+This module knows no cell: a cell supplies ``coefficients(params, xs) -> (A, B)``
+and registers :class:`LinearRecurrence` as its scan rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxrnn import _checks
+from jaxrnn._masking import where
+
+#: The block length :func:`linear_scan` uses by default (see the module docstring).
+BLOCK = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearRecurrence:
+    """The scan rule of a cell whose step is ``H_t = A_t ⊙ H_{t-1} + B_t`` with ``y_t = H_t``.
+
+    The carry is the array ``H (*batch, h)``. :func:`jaxrnn.scan` calls the rule
+    with the whole sequence; the rule computes every step's ``(A_t, B_t)`` at once,
+    folds lengths and resets into them, and solves the recurrence with
+    :func:`linear_scan`. Padded steps become ``(A, B) = (1, 0)``, which pass the
+    carry through (their outputs are then set to zero); a reset at ``t`` becomes
+    ``(0, B_t + A_t ⊙ H_0)``, the step applied to the initial carry ``H_0``, so
+    both stay inside the associative operator. Gradients are JAX's through the
+    coefficients and :func:`linear_scan`'s own through the recurrence.
+
+    Attributes:
+        coefficients: ``coefficients(params, xs) -> (A, B)`` for ``xs (T, *batch, d)``,
+            each ``(T, *batch, h)``, in the dtype to scan in (at least float32:
+            bfloat16 params accumulate in float32, and the outputs are cast back
+            to the carry's dtype). The same function must define the cell's step.
+        block: the block length passed to :func:`linear_scan`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.mingru_init(jax.random.key(0), 3, 4)
+        >>> rule = jaxrnn.get_cell("mingru").scan_rule
+        >>> xs, h0 = jnp.ones((5, 2, 3)), jnp.zeros((2, 4))
+        >>> final, ys = rule(p, h0, h0, xs, None, None, reverse=False, unroll=1, options={})
+        >>> want = jax.lax.scan(lambda h, x: jaxrnn.mingru_step(p, h, x), h0, xs)[1]
+        >>> bool(jnp.allclose(ys, want, atol=1e-6))
+        True
+    """
+
+    coefficients: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
+    block: int = BLOCK
+
+    def __call__(self, params, carry, carry0, xs, keep, reset, *, reverse, unroll, options):
+        """``(carry, ys)`` of the masked scan (see :mod:`jaxrnn._masking`)."""
+        del unroll  # there is no sequential loop to unroll
+        if options:
+            raise TypeError(
+                f"step options: a linear recurrence takes none, got {', '.join(sorted(options))}"
+            )
+        a, b = self.coefficients(params, xs)
+        h_in, h0 = carry.astype(a.dtype), carry0.astype(a.dtype)
+        if reset is not None:  # the step from the initial carry: A_t H_0 + B_t
+            b = b + where(reset, a * h0[None], jnp.zeros_like(b))
+            a = where(reset, jnp.zeros_like(a), a)
+        if keep is not None:  # padding: the identity map
+            a = where(keep, a, jnp.ones_like(a))
+            b = where(keep, b, jnp.zeros_like(b))
+        hs = linear_scan(a, b, h_in, reverse=reverse, block=self.block)
+        if xs.shape[0] == 0:
+            return carry, hs.astype(carry.dtype)
+        final = hs[0] if reverse else hs[-1]
+        if keep is not None:
+            hs = where(keep, hs, jnp.zeros_like(hs))
+        return final.astype(carry.dtype), hs.astype(carry.dtype)
+
+
+class InputGates:
+    """Sizes and checks of params ``w_x (d, G*h)``, ``b (G*h,)``: gates read only the input.
+
+    A subclass sets ``gates`` (``G``) and has the fields ``w_x`` and ``b``.
+    """
+
+    gates: ClassVar[int]
+
+    @property
+    def input_size(self) -> int:
+        return self.w_x.shape[-2]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_x.shape[-1] // self.gates
+
+    def check(self):
+        """Checks the fields against each other (at trace time, naming the field)."""
+        d, n = self.input_size, self.gates * self.hidden_size
+        _checks.check_params(self, {"w_x": 2, "b": 1}, lambda: {"w_x": (d, n), "b": (n,)})
+
+
+def zero_state(params, batch_shape=()):
+    """``H = 0`` of shape ``(*batch_shape, h)`` in the params' dtype."""
+    shape = (*_checks.batch_tuple(batch_shape), params.hidden_size)
+    return jnp.zeros(shape, params.w_x.dtype)
+
+
+def linear_step(coefficients, params, carry, x):
+    """``H_t = A_t ⊙ H_{t-1} + B_t``: one step of a cell given by its ``coefficients``.
+
+    The step's checks, then the update in the coefficients' dtype (at least
+    float32), cast back to the carry's; the output is ``H_t``.
+    """
+    params.check()
+    x = _checks.check_step_args(
+        x, {"carry": carry}, params.input_size, params.hidden_size, params.w_x.dtype
+    )
+    a, b = coefficients(params, x)
+    h = (a * carry.astype(a.dtype) + b).astype(carry.dtype)
+    return h, h
+
+
+def input_projection(x, w_x, b):
+    """``x @ w_x + b`` for ``x (..., d)`` as one 2-D matmul, accumulated in at least float32.
+
+    All steps and sequences are rows of one matmul (a 3-D ``dot_general`` can
+    cost a layout copy of its result on CPU), and bfloat16 params give float32
+    pre-activations, so the coefficients and the scan run in float32.
+    """
+    working = jnp.promote_types(w_x.dtype, jnp.float32)
+    rows = x.reshape(-1, x.shape[-1])
+    out = jnp.matmul(rows, w_x, preferred_element_type=working)
+    out = out + lax.broadcast_to_rank(b.astype(working), 2)
+    return out.reshape(*x.shape[:-1], w_x.shape[-1])
+
+
+def linear_scan(a, b, h0, *, reverse=False, block=BLOCK):
+    """Every ``H_t`` of ``H_t = a_t ⊙ H_{t-1} + b_t`` from ``H_{-1} = h0``, in parallel.
+
+    Args:
+        a, b: ``(T, *shape)`` coefficients, of one floating dtype.
+        h0: ``(*shape)``, the state before the first step.
+        reverse: run from ``t = T - 1`` down to 0 (``H_{T}`` is then ``h0``).
+        block: steps scanned one by one inside each block, all blocks at once,
+            before :func:`jax.lax.associative_scan` combines the blocks (see the
+            module docstring); ``1`` scans all ``T`` pairs associatively.
+
+    Returns:
+        ``hs (T, *shape)``, equal to ``lax.scan`` of the step up to rounding; it
+        has a reverse-mode gradient of its own (no forward mode).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxrnn._linear_scan import linear_scan
+        >>> linear_scan(jnp.full((4,), 0.5), jnp.ones(4), jnp.array(8.0)).tolist()
+        [5.0, 3.5, 2.75, 2.375]
+    """
+    if not isinstance(block, int) or isinstance(block, bool) or block < 1:
+        raise ValueError(f"block: expected a positive int, got {block!r}")
+    return _linear_scan(bool(reverse), block, a, b, h0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _linear_scan(reverse, block, a, b, h0):
+    return _solve(a, b, h0, reverse, block)
+
+
+def _linear_scan_fwd(reverse, block, a, b, h0):
+    hs = _solve(a, b, h0, reverse, block)
+    return hs, (a, hs, h0)
+
+
+def _linear_scan_bwd(reverse, block, saved, d_hs):
+    a, hs, h0 = saved
+    if a.shape[0] == 0:
+        return jnp.zeros_like(a), jnp.zeros_like(a), jnp.zeros_like(h0)
+    # In the order the recurrence runs, H_t feeds H_{t+1} through a_{t+1}: the
+    # cotangents G_t = dH_t + a_{t+1} G_{t+1} run the other way, from zero.
+    a_next = _shift(a, jnp.zeros_like(h0), not reverse)
+    g = _solve(a_next, d_hs, jnp.zeros_like(h0), not reverse, block)
+    h_prev = _shift(hs, h0, reverse)
+    first = -1 if reverse else 0
+    return g * h_prev, g, a[first] * g[first]
+
+
+_linear_scan.defvjp(_linear_scan_fwd, _linear_scan_bwd)
+
+
+def _shift(xs, fill, reverse):
+    """``xs`` one step later in the recurrence's order, ``fill`` entering first."""
+    if reverse:
+        return jnp.concatenate([xs[1:], fill[None]])
+    return jnp.concatenate([fill[None], xs[:-1]])
+
+
+def _combine(earlier, later):
+    a1, b1 = earlier
+    a2, b2 = later
+    return a2 * a1, a2 * b1 + b2
+
+
+def _solve(a, b, h0, reverse, block):
+    a, b, h0 = jnp.asarray(a), jnp.asarray(b), jnp.asarray(h0)
+    length = a.shape[0]
+    if length == 0:
+        return b
+    first = length - 1 if reverse else 0
+    b = b.at[first].add(a[first] * h0)  # H_first = a h0 + b: fold h0 into the first pair
+    if length <= block:  # a single block: the plain associative scan
+        return lax.associative_scan(_combine, (a, b), reverse=reverse)[1]
+    return _blocked(a, b, reverse, block)
+
+
+def _blocked(a, b, reverse, block):
+    """:func:`_solve` of ``a, b (T, *shape)`` in blocks of ``block`` steps.
+
+    Time is cut into ``n = ceil(T / block)`` blocks, padded at the end with
+    identity pairs ``(1, 0)``, which leave every state in either direction as
+    it is. Three passes: each block's total map (``block`` vectorised steps over
+    all ``n`` blocks at once), the associative scan of the ``n`` totals (each
+    block's incoming state), and each block's own states from it.
+    """
+    length, shape = a.shape[0], a.shape[1:]
+    n = -(-length // block)
+    pad = n * block - length
+    if pad:
+        a = jnp.concatenate([a, jnp.ones((pad, *shape), a.dtype)])
+        b = jnp.concatenate([b, jnp.zeros((pad, *shape), b.dtype)])
+    a = a.reshape(n, block, *shape)
+    b = b.reshape(n, block, *shape)
+
+    def position(i, c):  # the i-th step of every block, in the recurrence's order
+        i = block - 1 - i if reverse else i
+        return lax.dynamic_index_in_dim(c, i, 1, keepdims=False)
+
+    def total(i, acc):
+        return _combine(acc, (position(i, a), position(i, b)))
+
+    identity = (jnp.ones((n, *shape), a.dtype), jnp.zeros((n, *shape), a.dtype))
+    totals = lax.fori_loop(0, block, total, identity)
+    ends = lax.associative_scan(_combine, totals, reverse=reverse)[1]  # state after each block
+    zero = jnp.zeros_like(ends[:1])
+    starts = jnp.concatenate([ends[1:], zero]) if reverse else jnp.concatenate([zero, ends[:-1]])
+
+    def states(i, carry):
+        h, hs = carry
+        h = position(i, a) * h + position(i, b)
+        j = block - 1 - i if reverse else i
+        return h, lax.dynamic_update_index_in_dim(hs, h, j, 1)
+
+    _, hs = lax.fori_loop(0, block, states, (starts, jnp.zeros_like(a)))
+    return hs.reshape(n * block, *shape)[:length]

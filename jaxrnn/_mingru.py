@@ -1,0 +1,116 @@
+"""minGRU (Feng et al. 2024): a GRU whose gates read only the input, trained in parallel."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn import _checks, _initializers
+from jaxrnn._cell import Cell, register_cell
+from jaxrnn._linear_scan import (
+    InputGates,
+    LinearRecurrence,
+    input_projection,
+    linear_step,
+    zero_state,
+)
+from jaxrnn._pytree import pytree_dataclass
+
+
+@pytree_dataclass
+class MinGRUParams(InputGates):
+    """Parameters of a minGRU cell, gates fused along the last axis in the order z, candidate.
+
+    Attributes:
+        w_x: input weights, shape ``(d, 2h)``.
+        b: bias, shape ``(2h,)``.
+    """
+
+    gates = 2
+
+    w_x: jax.Array
+    b: jax.Array
+
+
+def mingru_init(key, input_size: int, hidden_size: int, *, dtype=jnp.float32):
+    """Initialises a minGRU cell: LeCun normal ``w_x`` (as the other cells), zero bias.
+
+    Example:
+        >>> import jax, jaxrnn
+        >>> p = jaxrnn.mingru_init(jax.random.key(0), 3, 5)
+        >>> p.w_x.shape, p.b.shape
+        ((3, 10), (10,))
+    """
+    _initializers.check_sizes(input_size, hidden_size)
+    dtype = _checks.float_dtype(dtype)
+    return MinGRUParams(
+        w_x=_initializers.input_weights(key, input_size, hidden_size, 2, dtype),
+        b=jnp.zeros((2 * hidden_size,), dtype),
+    )
+
+
+def mingru_step(params: MinGRUParams, carry: jax.Array, x: jax.Array):
+    r"""One step of minGRU.
+
+    .. math::
+        Z_t &= \sigma(X_t W_{xz} + b_z) \\
+        \tilde H_t &= g(X_t W_{xh} + b_h), \qquad
+            g(a) = a + \tfrac12 \ (a \ge 0), \quad \sigma(a) \ (a < 0) \\
+        H_t &= (1 - Z_t) \odot H_{t-1} + Z_t \odot \tilde H_t
+
+    Neither gate reads ``H_{t-1}``, so ``H_t = A_t ⊙ H_{t-1} + B_t`` with
+    ``A_t = 1 - Z_t`` and ``B_t = Z_t ⊙ H~_t`` known from the inputs alone:
+    :func:`jaxrnn.scan` of this step computes all of them with one matmul and
+    solves the recurrence with an associative scan in ``O(log T)`` depth (see
+    :class:`jaxrnn._linear_scan.LinearRecurrence`); this step is its sequential
+    definition, for streaming one input at a time. ``g`` keeps ``H~_t`` positive
+    and continuous (Feng et al.'s choice, which allows a log-space scan).
+
+    Args:
+        params: a :class:`MinGRUParams`.
+        carry: ``H_{t-1}``, shape ``(*batch, h)``.
+        x: ``X_t``, shape ``(*batch, d)``.
+
+    Returns:
+        ``(H_t, H_t)``. The update is computed in at least float32 (bfloat16
+        params accumulate in float32) and cast to the carry's dtype.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.mingru_init(jax.random.key(0), 3, 5)
+        >>> h, y = jaxrnn.mingru_step(p, jnp.zeros((2, 5)), jnp.ones((2, 3)))
+        >>> y.shape
+        (2, 5)
+    """
+    return linear_step(mingru_cell, params, carry, x)
+
+
+def mingru_cell(params: MinGRUParams, x: jax.Array):
+    """``(A, B) = (1 - Z, Z ⊙ H~)`` for inputs ``x (..., d)``, each ``(..., h)``.
+
+    The one place the minGRU equations are written: the step applies them to
+    one input, :func:`jaxrnn.scan` to all steps at once. ``1 - Z`` is computed as
+    ``σ(-a)``, exact where ``Z`` rounds to 1.
+    """
+    params.check()
+    n = params.hidden_size
+    gates = input_projection(x, params.w_x, params.b)
+    a_z, a_h = gates[..., :n], gates[..., n:]
+    return jax.nn.sigmoid(-a_z), jax.nn.sigmoid(a_z) * positive(a_h)
+
+
+def positive(a):
+    """``g(a)``: ``a + 1/2`` for ``a >= 0`` and ``σ(a)`` below, positive and continuous."""
+    return jnp.where(a >= 0, a + 0.5, jax.nn.sigmoid(a))
+
+
+MINGRU = register_cell(
+    Cell(
+        name="mingru",
+        init=mingru_init,
+        step=mingru_step,
+        params_type=MinGRUParams,
+        initial_carry=zero_state,
+        scan_rule=LinearRecurrence(mingru_cell),
+    )
+)

@@ -1,0 +1,332 @@
+"""minGRU and minLSTM: the steps against NumPy, the parallel scan against ``lax.scan`` of the step.
+
+``jaxrnn.scan`` with these steps solves the recurrence with an associative scan
+(``jaxrnn/_linear_scan.py``). Every option is held to the documented loop as
+``lax.scan`` of the step (``tests/test_fused.py``'s ``reference_scan``), values
+and gradients; the steps themselves to the equations written out in NumPy.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+from flax import nnx
+from jax.test_util import check_grads
+
+import jaxrnn
+from jaxrnn._cell import scan_rule
+from jaxrnn._linear_scan import BLOCK, linear_scan
+from tests.test_fused import loss_weights, reference_scan, tree_close
+
+D, H, T = 4, 6, 9
+NAMES = ("mingru", "minlstm")
+
+
+def make(name, key=0, d=D, h=H, dtype=jnp.float32):
+    """Params with random biases of either sign, so every bias path counts."""
+    cell = jaxrnn.get_cell(name)
+    params = cell.init(jax.random.key(key), d, h, dtype=dtype)
+    b = jax.random.normal(jax.random.key(key + 100), params.b.shape).astype(dtype)
+    return params.__class__(w_x=params.w_x, b=b), cell.step
+
+
+# NumPy, float64, from the formulas -----------------------------------------------------
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def g(a):
+    return np.where(a >= 0, a + 0.5, sigmoid(a))
+
+
+def blocks(p, x, gates):
+    w, b = np.asarray(p.w_x, np.float64), np.asarray(p.b, np.float64)
+    n = w.shape[1] // gates
+    return [np.asarray(x, np.float64) @ w[:, k * n : (k + 1) * n] + b[k * n : (k + 1) * n]
+            for k in range(gates)]  # fmt: skip
+
+
+def numpy_mingru(p, h, x):
+    a_z, a_h = blocks(p, x, 2)
+    z, candidate = sigmoid(a_z), g(a_h)
+    return (1 - z) * h + z * candidate
+
+
+def numpy_minlstm(p, h, x):
+    a_f, a_i, a_h = blocks(p, x, 3)
+    f, i, candidate = sigmoid(a_f), sigmoid(a_i), g(a_h)
+    return f / (f + i) * h + i / (f + i) * candidate
+
+
+NUMPY = {"mingru": numpy_mingru, "minlstm": numpy_minlstm}
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
+@pytest.mark.parametrize("name", NAMES)
+def test_step_equals_numpy(name, batch):
+    params, step = make(name)
+    xs = 2 * jax.random.normal(jax.random.key(1), (5, *batch, D))  # both branches of g
+    h = jax.random.normal(jax.random.key(2), (*batch, H))
+    want = np.asarray(h, np.float64)
+    for x in xs:
+        h, y = jax.jit(step)(params, h, x)
+        want = NUMPY[name](params, want, x)
+        assert h.shape == y.shape == (*batch, H) and h.dtype == jnp.float32
+        np.testing.assert_array_equal(h, y)
+        np.testing.assert_allclose(h, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_step_gradients_order_2(name, x64):
+    params, step = make(name, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (3, D), jnp.float64)
+    h = jax.random.normal(jax.random.key(2), (3, H), jnp.float64)
+    check_grads(step, (params, h, x), order=2, modes=["fwd", "rev"])
+
+
+# The parallel scan against lax.scan of the step -------------------------------------------
+
+OPTIONS = {
+    "none": {},
+    "reverse": {"reverse": True},
+    "lengths": {"lengths": True},
+    "lengths_reverse": {"lengths": True, "reverse": True},
+    "resets": {"resets": True},
+    "resets_reverse": {"resets": True, "reverse": True},
+    "all": {"lengths": True, "resets": True, "reverse": True},
+    "remat_all": {"remat": True, "lengths": True, "resets": True},
+    "remat_reverse": {"remat": True, "lengths": True, "resets": True, "reverse": True},
+    "large_inputs": {"lengths": True, "resets": True, "scale": 100.0},
+}
+# Every option for minGRU; minLSTM shares the rule, so three; the odd batch shapes for both.
+CASES = [("mingru", option, (3,)) for option in OPTIONS]
+CASES += [("minlstm", option, (3,)) for option in ("none", "remat_reverse", "large_inputs")]
+CASES += [(name, "all", batch) for name in NAMES for batch in ((), (2, 3))]
+# T not a multiple of the block length: a padded last block.
+STEPS = 2 * BLOCK + 5
+
+
+def arguments(name, option, batch, steps=STEPS, dtype=jnp.float32):
+    params, step = make(name, dtype=dtype)
+    options = OPTIONS[option]
+    xs = options.get("scale", 2.0) * jax.random.normal(jax.random.key(1), (steps, *batch, D), dtype)
+    carry = jax.random.normal(jax.random.key(2), (*batch, H), dtype)
+    kwargs = {"reverse": options.get("reverse", False)}
+    size = int(np.prod(batch))
+    if options.get("lengths"):
+        lengths = np.array([steps, 0, 4, steps + 3, 1, 7])[:size] if size > 1 else np.array([5])
+        kwargs["lengths"] = jnp.asarray(lengths.reshape(batch))
+    if options.get("resets"):
+        kwargs["resets"] = jax.random.bernoulli(jax.random.key(3), 0.3, (steps, *batch))
+    if options.get("remat"):
+        kwargs["remat"] = True
+    return params, step, xs, carry, kwargs
+
+
+def outputs_and_grads(run, params, carry, xs):
+    """``run``'s outputs, and the gradients of a loss weighing each output differently."""
+
+    def loss(params, carry, xs):
+        final, ys = run(params, carry, xs)
+        return loss_weights(ys, final), (final, ys)
+
+    grads, outputs = jax.grad(loss, (0, 1, 2), has_aux=True)(params, carry, xs)
+    return outputs, grads
+
+
+def test_parallel_equals_lax_scan_of_the_step():
+    """All cases in one compiled function per side (compiling is what takes the time)."""
+    cases = [arguments(*case) for case in CASES]
+
+    def parallel(params, carry, xs, step, kw):
+        return jaxrnn.scan(step, params, xs, carry=carry, **kw)
+
+    def sequential(params, carry, xs, step, kw):
+        kw = {k: v for k, v in kw.items() if k != "remat"}
+        return reference_scan(step, params, xs, carry=carry, **kw)
+
+    def run(side):
+        # The inputs are closed over: only arrays cross the jit boundary.
+        return jax.jit(
+            lambda: [
+                outputs_and_grads(functools.partial(side, step=step, kw=kw), params, carry, xs)
+                for params, step, xs, carry, kw in cases
+            ]
+        )()
+
+    got, want = run(parallel), run(sequential)
+    for case, (params, step, xs, _, kw), g, w in zip(CASES, cases, got, want, strict=True):
+        assert scan_rule(step, params) is not None
+        # With inputs times 100, float32 gradients of the loop itself hold ~4 digits.
+        rtol = 1e-4 if case[1] == "large_inputs" else 1e-5
+        try:
+            tree_close(g[0], w[0], 1e-5, 1e-5)
+            tree_close(g[1], w[1], rtol, 1e-5)
+        except AssertionError as e:
+            raise AssertionError(f"case {case}: {e}") from None
+        assert all(bool(jnp.isfinite(a).all()) for a in jax.tree.leaves(g)), case
+        if "lengths" in kw:  # outputs past each length are zero
+            past = np.arange(xs.shape[0]).reshape((-1,) + (1,) * (xs.ndim - 2))
+            past = past >= np.asarray(kw["lengths"])
+            assert not np.asarray(g[0][1])[past].any(), case
+
+
+def test_short_sequences():
+    """T = 0 and T = 1, lengths 0 and beyond T, against the step's loop."""
+
+    def both(run):
+        @jax.jit
+        def f(params, carry, empty, one):
+            kw = {"resets": jnp.ones((1, 3), bool), "lengths": jnp.array([1, 0, 2])}
+            return (
+                outputs_and_grads(lambda p, c, xs: run(p, c, xs, {}), params, carry, empty),
+                outputs_and_grads(lambda p, c, xs: run(p, c, xs, kw), params, carry, one),
+            )
+
+        return f
+
+    params, step, xs, carry, _ = arguments("mingru", "none", (3,), steps=1)
+    parallel = both(lambda p, c, xs, kw: jaxrnn.scan(step, p, xs, carry=c, **kw))
+    sequential = both(lambda p, c, xs, kw: reference_scan(step, p, xs, carry=c, **kw))
+    args = (params, carry, xs[:0], xs)
+    tree_close(parallel(*args), sequential(*args), 1e-5, 1e-6)
+
+
+def test_gradient_autodiff_runs_the_step():
+    params, step, xs, _, kwargs = arguments("minlstm", "all", (3,))
+    plain = str(
+        jax.make_jaxpr(lambda p: jaxrnn.scan(step, p, xs, gradient="autodiff", **kwargs))(params)
+    )
+    fast = str(jax.make_jaxpr(lambda p: jaxrnn.scan(step, p, xs, **kwargs))(params))
+    assert "custom_vjp_call" not in plain and "scan[" in plain
+    assert "custom_vjp_call" in fast
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("block", [1, 4, 16])
+def test_linear_scan_blocks_equal_the_loop(block, reverse, x64):
+    """Every block length, including ones that do not divide T, against lax.scan (float64)."""
+    key = jax.random.split(jax.random.key(0), 3)
+    a = jax.random.uniform(key[0], (23, 2, 3), jnp.float64)
+    b = jax.random.normal(key[1], (23, 2, 3), jnp.float64)
+    h0 = jax.random.normal(key[2], (2, 3), jnp.float64)
+
+    def loop(a, b, h0):
+        body = lambda h, ab: (ab[0] * h + ab[1],) * 2
+        return jax.lax.scan(body, h0, (a, b), reverse=reverse)[1]
+
+    got = linear_scan(a, b, h0, reverse=reverse, block=block)
+    np.testing.assert_allclose(got, loop(a, b, h0), rtol=1e-12)
+    f = functools.partial(linear_scan, reverse=reverse, block=block)
+    check_grads(f, (a, b, h0), order=1, modes=["rev"])
+
+
+# Long sequences, large inputs, bfloat16 -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_long_sequence_values_and_gradients(name):
+    """T = 16384 in float32, held at 1e-5 relative to the step's loop in float64."""
+    steps, d, h = 16384, 3, 4
+    params, step = make(name, d=d, h=h)
+    xs = jax.random.normal(jax.random.key(1), (steps, 2, d))
+    carry = jax.random.normal(jax.random.key(2), (2, h))
+    resets = jax.random.bernoulli(jax.random.key(3), 1e-3, (steps, 2))
+
+    def loss(run, params, carry, xs):
+        final, ys = run(params, carry, xs)
+        return jnp.sum(jnp.sin(jnp.arange(steps) * 0.01)[:, None, None] * ys) + jnp.sum(final)
+
+    def parallel(params, carry, xs):
+        return jaxrnn.scan(step, params, xs, carry=carry, resets=resets)
+
+    def sequential(params, carry, xs):
+        return reference_scan(step, params, xs, carry=carry, resets=resets)
+
+    run = jax.jit(jax.value_and_grad(functools.partial(loss, parallel), (0, 1)))
+    ys = jax.jit(parallel)(params, carry, xs)[1]
+    with jax.enable_x64(True):
+        wide = jax.tree.map(lambda a: np.asarray(a, np.float64), (params, carry, xs))
+        want_ys = np.asarray(jax.jit(sequential)(*wide)[1])
+        _, want_grads = jax.jit(jax.value_and_grad(functools.partial(loss, sequential), (0, 1)))(
+            *wide
+        )
+        want_grads = jax.tree.map(np.asarray, want_grads)
+    scale = np.abs(want_ys).max()
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-5 * scale)
+    # The loss's own float32 sum of 131072 terms is not held to 1e-5; its gradients are.
+    _, grads = run(params, carry, xs)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_accumulates_in_float32(name):
+    params, step, xs, carry, kwargs = arguments(name, "all", (3,), steps=64)
+    low = jax.tree.map(lambda a: a.astype(jnp.bfloat16), (params, carry, xs))
+
+    def run(params, carry, xs):
+        return jaxrnn.scan(step, params, xs, carry=carry, **kwargs)
+
+    final, ys = jax.jit(run)(*low)
+    assert final.dtype == ys.dtype == jnp.bfloat16
+    grads = jax.jit(jax.grad(lambda *a: loss_weights(*run(*a)[::-1]), (0, 1)))(*low)
+    assert all(g.dtype == jnp.bfloat16 for g in jax.tree.leaves(grads))
+    # The bfloat16 inputs, computed in float32 all along: only the final cast rounds.
+    want = run(*jax.tree.map(lambda a: a.astype(jnp.float32), low))
+    tree_close((final, ys), jax.tree.map(lambda a: a.astype(jnp.bfloat16), want), 1e-2, 1e-2)
+
+
+# Stacks and modules -----------------------------------------------------------------------
+
+
+def test_bidirectional_stack_equals_the_step_loop():
+    layers = jaxrnn.stack_init(
+        jax.random.key(0), jaxrnn.minlstm_init, D, H, num_layers=2, bidirectional=True
+    )
+    xs = jax.random.normal(jax.random.key(1), (T, 3, D))
+    lengths = jnp.array([T, 4, 0])
+    resets = jax.random.bernoulli(jax.random.key(2), 0.2, (T, 3))
+
+    def loss(gradient, layers):
+        carry, ys = jaxrnn.stack_scan(
+            jaxrnn.minlstm_step, layers, xs, lengths=lengths, resets=resets, gradient=gradient
+        )
+        return loss_weights(ys, carry)
+
+    got = jax.jit(jax.value_and_grad(functools.partial(loss, "auto")))(layers)
+    want = jax.jit(jax.value_and_grad(functools.partial(loss, "autodiff")))(layers)
+    tree_close(got, want, 1e-5, 1e-5)
+
+
+def test_nnx_and_linen_recurrent():
+    x = jax.random.normal(jax.random.key(1), (3, T, D))  # batch-major
+    lengths = jnp.array([T, 5, 1])
+    model = jaxrnn.nnx.Recurrent("mingru", D, H, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+    layers = model.to_layers()
+    want = jaxrnn.stack_scan(
+        jaxrnn.mingru_step, layers, jnp.moveaxis(x, 1, 0), lengths=lengths, gradient="autodiff"
+    )[1]
+    tree_close(model(x, lengths=lengths), jnp.moveaxis(want, 0, 1), 1e-5, 1e-6)
+
+    linen = jaxrnn.linen.Recurrent(H, cell="mingru", num_layers=2, bidirectional=True)
+    variables = linen.variables_from_layers(layers)
+    tree_close(linen.apply(variables, x, lengths=lengths), jnp.moveaxis(want, 0, 1), 1e-5, 1e-6)
+    assert isinstance(nn.Module, type)
+
+
+def test_checks_name_the_argument():
+    params, step = make("mingru")
+    with pytest.raises(ValueError, match="xs: expected feature size 4"):
+        jaxrnn.scan(step, params, jnp.ones((3, 2, 5)))
+    with pytest.raises(ValueError, match="carry: expected shape"):
+        jaxrnn.scan(step, params, jnp.ones((3, 2, D)), carry=jnp.zeros((2, H + 1)))
+    with pytest.raises(ValueError, match=r"params.b: expected shape \(12,\)"):
+        jaxrnn.scan(step, params.__class__(params.w_x, params.b[:5]), jnp.ones((3, D)))
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        step(params, jnp.zeros(H), jnp.ones(D, jnp.bfloat16))

@@ -13,6 +13,9 @@ import os
 import pathlib
 from typing import Annotated
 
+import jax
+
+import jaxrnn
 from jaxrnn import train
 
 # The ranges of config keys that several examples share, declared once. Each is
@@ -30,6 +33,60 @@ Dropout = Annotated[float, train.Range(ge=0, lt=1)]
 Fraction = Annotated[float, train.Range(gt=0, lt=1)]
 #: A random seed: what both ``jax.random.key`` and NumPy accept.
 Seed = Annotated[int, train.Range(ge=0, lt=2**32)]
+
+
+class RegisteredCells:
+    """A config key naming cells registered with :func:`jaxrnn.register_cell`, comma-separated."""
+
+    def check(self, key: str, value) -> None:
+        names = cell_names(value)
+        if not names:
+            raise train.ConfigError(f"{key}: expected at least one cell name, got {value!r}")
+        for name in names:
+            try:
+                jaxrnn.get_cell(name)
+            except ValueError as error:
+                raise train.ConfigError(f"{key}: {str(error).partition(': ')[2]}") from None
+
+
+def cell_names(value: str) -> tuple[str, ...]:
+    """``"rnn, lstm"`` -> ``("rnn", "lstm")``."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+#: The name of a registered cell: ``lstm``, ``gru``, ``mgu``, ``mingru``, or a user's own.
+CellName = Annotated[str, RegisteredCells()]
+
+
+def cell_of(config, input_size: int):
+    """The config's :class:`jaxrnn.Cell` and its init options, checked before any work.
+
+    The options (``config.cell_options``) are tried on the cell's ``init`` with
+    the config's sizes, without computing anything, so an unknown option or a
+    value the cell refuses is a :class:`train.ConfigError` naming
+    ``cell_options`` before a run writes anything.
+    """
+    cell = jaxrnn.get_cell(config.cell)
+    options = dict(config.cell_options)
+    try:
+        cell.with_options(options, "cell_options")
+        jax.eval_shape(
+            lambda key: cell.init(key, input_size, config.hidden_size, **options),
+            jax.random.key(0),
+        )
+    except (TypeError, ValueError) as error:
+        raise train.ConfigError(f"cell_options: {error}") from None
+    return cell, options
+
+
+def output_size(step, layers, input_size: int) -> int:
+    """Features a stack's last layer puts out (all directions), e.g. for a readout.
+
+    Read off the stack itself (no computation), so any cell's params will do.
+    """
+    xs = jax.ShapeDtypeStruct((1, 1, input_size), jax.tree.leaves(layers)[0].dtype)
+    _, ys = jax.eval_shape(lambda xs: jaxrnn.stack_scan(step, layers, xs), xs)
+    return ys.shape[-1]
 
 
 def read_text(path, *, min_chars: int = 1, name: str = "text_path") -> str:

@@ -46,11 +46,6 @@ else:  # run as a script, or imported with examples/ on the path
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "adding.yaml"
 BASELINE = 1 / 6  # MSE of always predicting 1: Var(U1 + U2) = 2/12
-CELLS = {
-    "rnn": (jaxrnn.rnn_init, jaxrnn.rnn_step),
-    "lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step),
-    "gru": (jaxrnn.gru_init, jaxrnn.gru_step),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +63,7 @@ class Config:
     log_every: common.Count
     checkpoint_every: common.Count
     seed: common.Seed
+    cells: common.CellName = "rnn,lstm,gru"  # comma-separated registered cells
 
 
 def panels(config: Config) -> tuple[train.Panel, ...]:
@@ -101,7 +97,7 @@ def make_batch(key, batch_size: int, seq_len: int):
 def init_model(key, cell: str, hidden_size: int):
     k_cell, k_out = jax.random.split(key)
     return {
-        "cell": CELLS[cell][0](k_cell, 2, hidden_size),
+        "cell": jaxrnn.get_cell(cell).init(k_cell, 2, hidden_size),
         "w_out": jax.random.normal(k_out, (hidden_size,)) / jnp.sqrt(hidden_size),
         "b_out": jnp.zeros(()),
     }
@@ -112,7 +108,7 @@ def readout(params, h):
 
 
 def loss_fn(cell: str, params, xs, targets):
-    _, ys = jaxrnn.scan(CELLS[cell][1], params["cell"], xs)
+    _, ys = jaxrnn.scan(jaxrnn.get_cell(cell).step, params["cell"], xs)
     return jnp.mean((readout(params, ys[-1]) - targets) ** 2)
 
 
@@ -165,10 +161,10 @@ def train_cell(cell: str, config: Config, workdir, *, callbacks=()) -> train.Run
     )
 
 
-def train_and_evaluate(
-    config: Config, workdir, *, cells=tuple(CELLS), callbacks=()
-) -> train.RunResult:
+def train_and_evaluate(config: Config, workdir, *, cells=None, callbacks=()) -> train.RunResult:
     """Trains each cell in ``workdir/<cell>``, then writes the plots and ``summary.json``.
+
+    ``cells`` (names of registered cells) defaults to the config's ``cells``.
 
     Returns a :class:`train.RunResult` whose ``state`` maps each cell to its
     trained state and whose ``summary`` holds ``{"mse": {cell: final test MSE}}``;
@@ -176,6 +172,7 @@ def train_and_evaluate(
     running again resumes.
     """
     workdir = pathlib.Path(workdir)
+    cells = common.cell_names(config.cells) if cells is None else tuple(cells)
     results = {}
     for cell in cells:
         result = train_cell(cell, config, workdir / cell, callbacks=callbacks)
@@ -204,7 +201,9 @@ def grad_norms_over_time(cell: str, params, xs, targets):
     def loss_of_outputs(ys):
         return jnp.mean((readout(params, ys[-1]) - targets) ** 2)
 
-    norms = jaxrnn.hidden_grad_norms(CELLS[cell][1], params["cell"], xs, loss_of_outputs)
+    norms = jaxrnn.hidden_grad_norms(
+        jaxrnn.get_cell(cell).step, params["cell"], xs, loss_of_outputs
+    )
     return jnp.mean(norms, axis=1)
 
 

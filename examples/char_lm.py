@@ -30,7 +30,7 @@ import hashlib
 import math
 import pathlib
 import sys
-from typing import Annotated, Literal
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +48,6 @@ else:  # run as a script, or imported with examples/ on the path
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "char_lm.yaml"
 WORKDIR = pathlib.Path("runs/char_lm")
-CELLS = {"lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step), "gru": (jaxrnn.gru_init, jaxrnn.gru_step)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +55,7 @@ class Config:
     """See ``configs/char_lm.yaml`` for what each key means."""
 
     text_path: str | None
-    cell: Literal["lstm", "gru"]
+    cell: common.CellName
     embed_size: common.Count
     hidden_size: common.Count
     num_layers: common.Count
@@ -73,6 +72,7 @@ class Config:
     sample_length: common.Size
     temperature: Annotated[float, train.Range(ge=0)]
     seed: common.Seed
+    cell_options: dict = dataclasses.field(default_factory=dict)
 
 
 #: Keys that may change when a run resumes, besides the schedule's: the text is
@@ -200,14 +200,20 @@ def unigram_bpc(corpus: Corpus) -> float:
 
 def init_params(key, config: Config, vocab_size: int):
     k_embed, k_layers, k_out = jax.random.split(key, 3)
-    init, _ = CELLS[config.cell]
+    cell, options = common.cell_of(config, config.embed_size)
+    layers = jaxrnn.stack_init(
+        k_layers,
+        cell.init,
+        config.embed_size,
+        config.hidden_size,
+        num_layers=config.num_layers,
+        **options,
+    )
+    size = common.output_size(cell.step, layers, config.embed_size)
     return {
         "embed": jax.random.normal(k_embed, (vocab_size, config.embed_size)) * 0.1,
-        "layers": jaxrnn.stack_init(
-            k_layers, init, config.embed_size, config.hidden_size, num_layers=config.num_layers
-        ),
-        "w_out": jax.random.normal(k_out, (config.hidden_size, vocab_size))
-        / math.sqrt(config.hidden_size),
+        "layers": layers,
+        "w_out": jax.random.normal(k_out, (size, vocab_size)) / math.sqrt(size),
         "b_out": jnp.zeros((vocab_size,)),
     }
 
@@ -220,7 +226,7 @@ def logits_of(params, ys):
 
 def chunk_loss(config: Config, params, carry, ids, targets, key=None):
     """Mean cross-entropy (nats) of one time-major chunk ``ids, targets (T, B)``."""
-    _, step = CELLS[config.cell]
+    step = jaxrnn.get_cell(config.cell).step
     xs = params["embed"][ids]
     carry, ys = jaxrnn.stack_scan(
         step, params["layers"], xs, carry=carry, dropout=config.dropout, key=key
@@ -240,7 +246,7 @@ def make_optimizer(config: Config):
 def generate(params, prompt_ids, key, temperature, *, cell: str, length: int):
     """Feeds ``prompt_ids`` one at a time, then draws ``length`` characters, each from
     ``softmax(logits / temperature)`` (``temperature == 0``: the most likely one)."""
-    _, step = CELLS[cell]
+    step = jaxrnn.get_cell(cell).step
     carry = jaxrnn.initial_carry(params["layers"], ())
 
     def feed(carry, char):
@@ -296,6 +302,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         interrupted).
     """
     workdir = pathlib.Path(workdir)
+    common.cell_of(config, config.embed_size)  # a bad cell or option, before any work
     corpus = load_corpus(config)
     train_data = jnp.asarray(streams(corpus.train, config.batch_size))  # (B, L)
     chunks_per_epoch = (train_data.shape[1] - 1) // config.seq_len

@@ -47,7 +47,6 @@ else:  # run as a script, or imported with examples/ on the path
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "forecast.yaml"
-CELLS = {"lstm": (jaxrnn.lstm_init, jaxrnn.lstm_step), "gru": (jaxrnn.gru_init, jaxrnn.gru_step)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +54,7 @@ class Config:
     """See ``configs/forecast.yaml`` for what each key means."""
 
     series: Literal["sunspots", "co2"]
-    cell: Literal["lstm", "gru"]
+    cell: common.CellName
     context: common.Count
     test_size: common.Count
     val_size: common.Count
@@ -134,7 +133,7 @@ def scores(prediction: np.ndarray, truth: np.ndarray) -> dict:
 def init_params(key, config: Config):
     k_cell, k_out = jax.random.split(key)
     return {
-        "cell": CELLS[config.cell][0](k_cell, 1, config.hidden_size),
+        "cell": jaxrnn.get_cell(config.cell).init(k_cell, 1, config.hidden_size),
         "w_out": jax.random.normal(k_out, (config.hidden_size,)) / math.sqrt(config.hidden_size),
         "b_out": jnp.zeros(()),
     }
@@ -142,7 +141,7 @@ def init_params(key, config: Config):
 
 def predict(config: Config, params, xs):
     """``xs (context, B, 1)`` standardised -> next standardised value ``(B,)``."""
-    _, ys = jaxrnn.scan(CELLS[config.cell][1], params["cell"], xs)
+    _, ys = jaxrnn.scan(jaxrnn.get_cell(config.cell).step, params["cell"], xs)
     return ys[-1] @ params["w_out"] + params["b_out"]
 
 

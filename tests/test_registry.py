@@ -120,7 +120,9 @@ def test_registry_errors_name_the_problem():
         jaxrnn.get_cell(3)
     lstm = jaxrnn.get_cell("lstm")
     with pytest.raises(ValueError, match="'lstm' is already registered to another cell"):
-        jaxrnn.register_cell(jaxrnn.Cell("lstm", jaxrnn.gru_init, jaxrnn.gru_step, jaxrnn.GRUParams, None))
+        jaxrnn.register_cell(
+            jaxrnn.Cell("lstm", jaxrnn.gru_init, jaxrnn.gru_step, jaxrnn.GRUParams, None)
+        )
     with pytest.raises(TypeError, match=r"cell\.params_type: expected a class of the cell's own"):
         jaxrnn.register_cell(jaxrnn.Cell("mine", lstm.init, lstm.step, tuple, None))
     with pytest.raises(ValueError, match="LSTMParams is already the params type of the 'lstm'"):
@@ -131,3 +133,22 @@ def test_registry_errors_name_the_problem():
         jaxrnn.nnx.LSTM(3, 4, reset_after=True, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="did you mean 'gru'"):
         jaxrnn.nnx.Recurrent("gruu", 3, 4, rngs=nnx.Rngs(0))
+
+
+def test_readme_cell_trains_in_the_char_lm_from_the_command_line(tmp_path, monkeypatch):
+    from examples import char_lm
+
+    # Another module registers the README's cell under its own name (one process, one name).
+    (tmp_path / "indrnn_readme.py").write_text(BLOCK.replace('"indrnn"', '"indrnn_cli"'))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    argv = ["--import", "indrnn_readme", "--workdir", str(tmp_path / "run"), "cell=indrnn_cli"]
+    argv += ["embed_size=8", "hidden_size=8", "seq_len=8", "batch_size=4", "steps=2"]
+    argv += ["eval_every=2", "log_every=1", "checkpoint_every=2", "sample_length=5"]
+    with jax.numpy_rank_promotion("allow"):
+        assert char_lm.main(argv) == 0
+    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert any('"val_bpc"' in line for line in records)
+    with pytest.raises(SystemExit) as exit:
+        char_lm.main(["--import", "no_such_module_here", "cell=lstm"])
+    assert exit.value.code == 2

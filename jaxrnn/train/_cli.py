@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import pathlib
 import sys
 
-from jaxrnn.train._config import load_config
+from jaxrnn.train._config import ConfigError, load_config
 from jaxrnn.train._errors import USER_ERRORS, one_line
 from jaxrnn.train._loop import RunResult
 from jaxrnn.train._workdir import disk_error, lock_workdir
@@ -46,8 +47,10 @@ def user_errors(prog: str = "error"):
 def run_main(schema, train_and_evaluate, argv=None, *, name, config, description=None) -> int:
     """A script's whole command line: parse, run ``train_and_evaluate``, return the exit status.
 
-    The command line is ``[--config FILE] [--workdir DIR] [key=value ...]``; the
-    config is read and checked (types and ranges) before anything is written.
+    The command line is ``[--config FILE] [--workdir DIR] [--import MODULE]
+    [key=value ...]``; the config is read and checked (types and ranges) before
+    anything is written. ``--import`` loads a module of the user's first, so a
+    cell it registers can be named by a ``cell=`` key.
     The work directory defaults to ``runs/<name>`` and is locked for the whole
     run, so a second run on it is refused. ``description`` (e.g. the module's
     docstring) gives the help text its first paragraph.
@@ -105,7 +108,27 @@ def _parse_run(schema, argv=None, *, config, workdir, description=None):
         help=f"run directory: checkpoints, metrics.jsonl, plots (default: {workdir})",
     )
     parser.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module first (repeatable), e.g. one that registers a cell of your own",
+    )
+    parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="override one config key, e.g. steps=500"
     )
     args = parser.parse_args(argv)
+    for module in args.modules:
+        _import(module)
     return load_config(schema, args.config, args.overrides), pathlib.Path(args.workdir)
+
+
+def _import(module: str) -> None:
+    """Imports ``module`` (from the working directory too), as ``--import`` asks."""
+    if "" not in sys.path and str(pathlib.Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(pathlib.Path.cwd()))
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise ConfigError(f"--import: cannot import {module!r}: {error}") from None

@@ -94,8 +94,10 @@ def load_config(schema: type[C], source=None, overrides: Iterable[str] = ()) -> 
     ``text_path=null`` is ``None``.
 
     Supported field types: ``int``, ``float`` (an int is accepted and converted),
-    ``bool``, ``str``, ``typing.Literal[...]`` of strings or ints, any of these
-    ``| None``, and any of these ``Annotated`` with a :class:`Range`.
+    ``bool``, ``str``, ``dict`` (a mapping with string keys),
+    ``typing.Literal[...]`` of strings or ints, any of these ``| None``, and any
+    of these ``Annotated`` with a :class:`Range` or another object whose
+    ``check(key, value)`` raises :class:`ConfigError`.
 
     Raises:
         ConfigError: for a missing file, an unknown key, a wrong type (a bool is
@@ -243,7 +245,9 @@ def _supported(tp) -> bool:
         return _supported(typing.get_args(tp)[0])
     if _is_union(tp):
         return all(_supported(option) for option in typing.get_args(tp))
-    return typing.get_origin(tp) is typing.Literal or tp in (int, float, bool, str, type(None))
+    if typing.get_origin(tp) is typing.Literal:
+        return True
+    return tp in (int, float, bool, str, dict, type(None))
 
 
 def _coerce(key: str, value, tp):
@@ -251,7 +255,7 @@ def _coerce(key: str, value, tp):
         base, *extras = typing.get_args(tp)
         value = _coerce(key, value, base)
         for extra in extras:
-            if isinstance(extra, Range):
+            if callable(getattr(extra, "check", None)):  # a Range, or a check of the caller's
                 extra.check(key, value)
         return value
     if _is_union(tp):
@@ -290,6 +294,10 @@ def _coerce(key: str, value, tp):
     if tp is str:
         if isinstance(value, str):
             return value
+        raise _wrong(key, value, tp)
+    if tp is dict:
+        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+            return dict(value)
         raise _wrong(key, value, tp)
     raise TypeError(f"{key}: field type {tp!r} is not supported by load_config")
 

@@ -19,6 +19,7 @@ from tests import reference
 from tests.test_fused import OPTIONS, loss_weights, reference_scan, tree_close
 
 D, H = 4, 5
+KEY = jax.random.key(0)
 
 # NumPy, float64, from the formulas -------------------------------------------------------
 
@@ -185,7 +186,7 @@ def test_init_options_and_shapes():
     np.testing.assert_array_equal(p.b_h, 0.0)
     assert p.reset_gate is True and jaxrnn.get_cell("mgu").options["reset_gate"] is True
     conv_init = jax.jit(jaxrnn.conv_lstm_init, static_argnums=(1, 2, 3))
-    q = jaxrnn.conv_lstm_init(jax.random.key(0), 3, 4, (3, 5), forget_bias=2.0)
+    q = jax.jit(lambda k: jaxrnn.conv_lstm_init(k, 3, 4, (3, 5), forget_bias=2.0))(KEY)
     assert q.w_x.shape == (3, 5, 3, 16) and q.w_h.shape == (3, 5, 4, 16)
     assert (q.input_size, q.hidden_size, q.kernel_size, q.num_feature_axes) == (3, 4, (3, 5), 3)
     np.testing.assert_array_equal(
@@ -284,7 +285,7 @@ def test_mgu_fused_gradient_of_the_recurrent_mask():
 
 def test_conv_lstm_scan_options_equal_the_loop():
     # lengths and resets per position, as the docstring says, broadcast from per sequence.
-    params, step, xs, carry, kwargs, extra = scan_arguments("conv2d_even", "remat_all", (3,))
+    params, step, xs, carry, kwargs, extra = scan_arguments("conv1d", "remat_all", (3,))
     got = values_and_grads(
         lambda p, c, xs: jaxrnn.scan(step, p, xs, carry=c, **kwargs, **extra), params, carry, xs
     )
@@ -363,9 +364,14 @@ def test_modules_run_the_new_cells():
 def test_conv_lstm_modules_take_batch_major_images_and_per_sequence_lengths():
     x = normal(3, (2, 5, 4, 4, 2))  # (B, T, H, W, C)
     lengths, resets = jnp.array([5, 2]), jnp.zeros((2, 5), bool).at[0, 3].set(True)
-    model = jaxrnn.nnx.Recurrent(
-        "conv_lstm", 2, 3, kernel_size=(3, 3), bidirectional=True, rngs=nnx.Rngs(0)
+    abstract = nnx.eval_shape(
+        lambda: jaxrnn.nnx.Recurrent(
+            "conv_lstm", 2, 3, kernel_size=(3, 3), bidirectional=True, rngs=nnx.Rngs(0)
+        )
     )
+    graph, state = nnx.split(abstract)
+    model = nnx.merge(graph, random_like(state))  # random numbers, not an init that compiles
+    assert model.to_layers()[0][1].w_h.shape == (3, 3, 3, 12)
     carry, ys = model(x, lengths=lengths, resets=resets, return_carry=True)
     assert ys.shape == (2, 5, 4, 4, 6) and carry[0][0].h.shape == (2, 4, 4, 3)
     spread = (slice(None), slice(None), None, None)
@@ -417,7 +423,7 @@ def test_bad_options_are_refused():
 
 
 def test_bad_step_inputs_are_refused():
-    params = jaxrnn.conv_lstm_init(jax.random.key(0), 3, 4, (3, 3))
+    params = random_like(jax.eval_shape(lambda k: jaxrnn.conv_lstm_init(k, 3, 4, (3, 3)), KEY))
     carry = jaxrnn.initial_carry(params, (2, 5, 5))
     with pytest.raises(ValueError, match=r"x: expected shape \(\*batch, \*spatial, C_in\) with 2"):
         jaxrnn.conv_lstm_step(params, jaxrnn.initial_carry(params, (5,)), jnp.ones((5, 3)))
@@ -433,7 +439,7 @@ def test_bad_step_inputs_are_refused():
         jaxrnn.conv_lstm_step(params, carry, jnp.ones((2, 5, 5, 3), jnp.int32))
     with pytest.raises(ValueError, match=r"xs: expected feature size 3"):
         jaxrnn.scan(jaxrnn.conv_lstm_step, params, jnp.ones((4, 2, 5, 5, 2)))
-    mgu = jaxrnn.mgu_init(jax.random.key(0), 3, 4)
+    mgu = random_like(jax.eval_shape(lambda k: jaxrnn.mgu_init(k, 3, 4), KEY))
     with pytest.raises(ValueError, match=r"params\.b_h: expected shape \(4,\)"):
         jaxrnn.mgu_step(
             jaxrnn.MGUParams(mgu.w_x, mgu.w_h, mgu.b_x, mgu.b_x), jnp.zeros(4), jnp.ones(3)

@@ -185,30 +185,26 @@ def test_init_options_and_shapes():
     np.testing.assert_array_equal(p.b_x, np.r_[np.ones(4), np.zeros(4)])  # Flax's forget bias
     np.testing.assert_array_equal(p.b_h, 0.0)
     assert p.reset_gate is True and jaxrnn.get_cell("mgu").options["reset_gate"] is True
-    conv_init = jax.jit(jaxrnn.conv_lstm_init, static_argnums=(1, 2, 3))
-    q = jax.jit(lambda k: jaxrnn.conv_lstm_init(k, 3, 4, (3, 5), forget_bias=2.0))(KEY)
-    assert q.w_x.shape == (3, 5, 3, 16) and q.w_h.shape == (3, 5, 4, 16)
-    assert (q.input_size, q.hidden_size, q.kernel_size, q.num_feature_axes) == (3, 4, (3, 5), 3)
+    q = jax.jit(lambda k: jaxrnn.conv_lstm_init(k, 8, 16, (3, 5), forget_bias=2.0))(KEY)
+    assert q.w_x.shape == (3, 5, 8, 64) and q.w_h.shape == (3, 5, 16, 64)
+    assert (q.input_size, q.hidden_size, q.kernel_size, q.num_feature_axes) == (8, 16, (3, 5), 3)
     np.testing.assert_array_equal(
-        q.b.reshape(4, 4), np.array([[0.0], [2.0], [0.0], [0.0]]) * np.ones(4)
+        q.b.reshape(4, 16), np.array([[0.0], [2.0], [0.0], [0.0]]) * np.ones(16)
     )
     # LeCun normal over the fan-in prod(kernel) * channels.
-    big = conv_init(jax.random.key(1), 8, 16, (3, 3))
-    assert abs(np.var(np.asarray(big.w_x)) * 9 * 8 - 1) < 0.15
-    assert abs(np.var(np.asarray(big.w_h)) * 9 * 16 - 1) < 0.15
+    assert abs(np.var(np.asarray(q.w_x)) * 15 * 8 - 1) < 0.15
+    assert abs(np.var(np.asarray(q.w_h)) * 15 * 16 - 1) < 0.15
 
 
 # In jaxrnn.scan ---------------------------------------------------------------------------
 
-# Every option of jaxrnn.scan for both forms, with and without a recurrent mask (each
-# case compiles twice: a full product is slow).
+# No option, and every option of jaxrnn.scan at once, with and without remat, for both
+# forms, with a recurrent mask (each case compiles twice: a full product is slow).
 MGU_CASES = [
+    ("mgu", "none", (), False),
     ("mgu", "all", (3,), True),
     ("mgu", "remat_all", (3,), False),
-    ("mgu", "unroll", (3,), False),
-    ("mgu", "lengths_reverse", (), False),
     ("mgu_no_reset", "all", (2, 3), True),
-    ("mgu_no_reset", "none", (3,), False),
 ]
 
 

@@ -210,15 +210,16 @@ def _linear_scan_fwd(reverse, block, a, b, h0):
 
 def _linear_scan_bwd(reverse, block, saved, d_hs):
     a, hs, h0 = saved
+    zero = jnp.zeros_like(h0)
     if a.shape[0] == 0:
-        return jnp.zeros_like(a), jnp.zeros_like(a), jnp.zeros_like(h0)
-    # In the order the recurrence runs, H_t feeds H_{t+1} through a_{t+1}: the
-    # cotangents G_t = dH_t + a_{t+1} G_{t+1} run the other way, from zero.
-    a_next = _shift(a, jnp.zeros_like(h0), not reverse)
-    g = _solve(a_next, d_hs, jnp.zeros_like(h0), not reverse, block)
+        return jnp.zeros_like(a), jnp.zeros_like(a), zero
+    # G_t, the cotangent of H_t, is dH_t plus what H_{t+1} (next in the recurrence's
+    # order) passes back, q_{t+1} = a_{t+1} G_{t+1}. So q_t = a_t q_{t+1} + a_t dH_t:
+    # the same coefficients, run the other way.
+    q = _solve(a, a * d_hs, zero, not reverse, block)
+    g = d_hs + _shift(q, zero, not reverse)
     h_prev = _shift(hs, h0, reverse)
-    first = -1 if reverse else 0
-    return g * h_prev, g, a[first] * g[first]
+    return g * h_prev, g, q[-1 if reverse else 0]
 
 
 _linear_scan.defvjp(_linear_scan_fwd, _linear_scan_bwd)
@@ -242,21 +243,23 @@ def _solve(a, b, h0, reverse, block):
     length = a.shape[0]
     if length == 0:
         return b
+    if length > block:
+        return _blocked(a, b, h0, reverse, block)
+    # A single block: the plain associative scan, h0 folded into the first pair.
     first = length - 1 if reverse else 0
-    b = b.at[first].add(a[first] * h0)  # H_first = a h0 + b: fold h0 into the first pair
-    if length <= block:  # a single block: the plain associative scan
-        return lax.associative_scan(_combine, (a, b), reverse=reverse)[1]
-    return _blocked(a, b, reverse, block)
+    b = b.at[first].add(a[first] * h0)
+    return lax.associative_scan(_combine, (a, b), reverse=reverse)[1]
 
 
-def _blocked(a, b, reverse, block):
+def _blocked(a, b, h0, reverse, block):
     """:func:`_solve` of ``a, b (T, *shape)`` in blocks of ``block`` steps.
 
     Time is cut into ``n = ceil(T / block)`` blocks, padded at the end with
     identity pairs ``(1, 0)``, which leave every state in either direction as
     it is. Three passes: each block's total map (``block`` vectorised steps over
     all ``n`` blocks at once), the associative scan of the ``n`` totals (each
-    block's incoming state), and each block's own states from it.
+    block's incoming state), and each block's own states from it, written over
+    ``b`` in place.
     """
     length, shape = a.shape[0], a.shape[1:]
     n = -(-length // block)
@@ -267,24 +270,28 @@ def _blocked(a, b, reverse, block):
     a = a.reshape(n, block, *shape)
     b = b.reshape(n, block, *shape)
 
-    def position(i, c):  # the i-th step of every block, in the recurrence's order
-        i = block - 1 - i if reverse else i
-        return lax.dynamic_index_in_dim(c, i, 1, keepdims=False)
+    def position(i):  # the i-th step of every block, in the recurrence's order
+        return block - 1 - i if reverse else i
 
     def total(i, acc):
-        return _combine(acc, (position(i, a), position(i, b)))
+        j = position(i)
+        at = lax.dynamic_index_in_dim(a, j, 1, keepdims=False)
+        bt = lax.dynamic_index_in_dim(b, j, 1, keepdims=False)
+        return _combine(acc, (at, bt))
 
     identity = (jnp.ones((n, *shape), a.dtype), jnp.zeros((n, *shape), a.dtype))
     totals = lax.fori_loop(0, block, total, identity)
-    ends = lax.associative_scan(_combine, totals, reverse=reverse)[1]  # state after each block
-    zero = jnp.zeros_like(ends[:1])
-    starts = jnp.concatenate([ends[1:], zero]) if reverse else jnp.concatenate([zero, ends[:-1]])
+    through_a, through_b = lax.associative_scan(_combine, totals, reverse=reverse)
+    ends = through_a * h0[None] + through_b  # the state after each block
+    starts = _shift(ends, h0, reverse)
 
     def states(i, carry):
-        h, hs = carry
-        h = position(i, a) * h + position(i, b)
-        j = block - 1 - i if reverse else i
+        h, hs = carry  # hs holds b where it has not been overwritten yet
+        j = position(i)
+        at = lax.dynamic_index_in_dim(a, j, 1, keepdims=False)
+        h = at * h + lax.dynamic_index_in_dim(hs, j, 1, keepdims=False)
         return h, lax.dynamic_update_index_in_dim(hs, h, j, 1)
 
-    _, hs = lax.fori_loop(0, block, states, (starts, jnp.zeros_like(a)))
-    return hs.reshape(n * block, *shape)[:length]
+    _, hs = lax.fori_loop(0, block, states, (starts, b))
+    hs = hs.reshape(n * block, *shape)
+    return hs[:length] if pad else hs

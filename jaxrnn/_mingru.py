@@ -89,14 +89,13 @@ def mingru_cell(params: MinGRUParams, x: jax.Array):
     """``(A, B) = (1 - Z, Z ⊙ H~)`` for inputs ``x (..., d)``, each ``(..., h)``.
 
     The one place the minGRU equations are written: the step applies them to
-    one input, :func:`jaxrnn.scan` to all steps at once. ``1 - Z`` is computed as
-    ``σ(-a)``, exact where ``Z`` rounds to 1.
+    one input, :func:`jaxrnn.scan` to all steps at once.
     """
     params.check()
     n = params.hidden_size
     gates = input_projection(x, params.w_x, params.b)
-    a_z, a_h = gates[..., :n], gates[..., n:]
-    return jax.nn.sigmoid(-a_z), jax.nn.sigmoid(a_z) * positive(a_h)
+    z = jax.nn.sigmoid(gates[..., :n])
+    return 1 - z, z * positive(gates[..., n:])
 
 
 def positive(a):

@@ -93,8 +93,8 @@ def minlstm_cell(params: MinLSTMParams, x: jax.Array):
     n = params.hidden_size
     gates = input_projection(x, params.w_x, params.b)
     a_f, a_i, a_h = gates[..., :n], gates[..., n : 2 * n], gates[..., 2 * n :]
-    log_ratio = jax.nn.log_sigmoid(a_f) - jax.nn.log_sigmoid(a_i)
-    return jax.nn.sigmoid(log_ratio), jax.nn.sigmoid(-log_ratio) * positive(a_h)
+    forget = jax.nn.sigmoid(jax.nn.log_sigmoid(a_f) - jax.nn.log_sigmoid(a_i))
+    return forget, (1 - forget) * positive(a_h)
 
 
 MINLSTM = register_cell(

@@ -143,14 +143,9 @@ class _Tree:
 
 def _default(cell, name):
     """The class default of attribute ``name`` (a Linen field or an NNX ``__init__`` keyword)."""
-    fields = {f.name: f for f in dataclasses.fields(type(cell))} if _is_linen(cell) else None
-    if fields is not None:
-        return fields[name].default
+    if dataclasses.is_dataclass(cell):  # a Linen module
+        return {f.name: f.default for f in dataclasses.fields(cell)}[name]
     return inspect.signature(type(cell).__init__).parameters[name].default
-
-
-def _is_linen(cell):
-    return dataclasses.is_dataclass(cell)
 
 
 def _require_default(cell, *names):

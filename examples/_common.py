@@ -1,5 +1,5 @@
 """What the examples share beyond ``jaxrnn.train``: the ranges of their common config keys,
-reading a text file, and writing a summary.
+the devices a run is split over, reading a text file, and writing a summary.
 
 An example imports it as ``_common`` when run as a script (``python
 examples/char_lm.py``: ``examples/`` is on the path) and as ``examples._common``
@@ -33,6 +33,33 @@ Dropout = Annotated[float, train.Range(ge=0, lt=1)]
 Fraction = Annotated[float, train.Range(gt=0, lt=1)]
 #: A random seed: what both ``jax.random.key`` and NumPy accept.
 Seed = Annotated[int, train.Range(ge=0, lt=2**32)]
+#: How many of this process's devices each batch is split over (data parallel):
+#: ``None`` (``null``) for all of them, 1 for one; at most ``jax.local_device_count()``,
+#: which :func:`data_parallel` checks.
+Devices = Annotated[int, train.Range(ge=1)] | None
+
+
+def data_parallel(config) -> train.DataParallel:
+    """The mesh of a config's ``devices``, with its ``batch_size`` checked to split over it.
+
+    Called from each example's ``Config.__post_init__`` too, so that a device
+    count this machine lacks, or a batch that does not split evenly, is a
+    :class:`train.ConfigError` naming the key when the config is loaded, before
+    a run writes anything.
+    """
+    return train.DataParallel(config.devices, batch_size=config.batch_size)
+
+
+def on_host(tree):
+    """``tree``'s arrays copied to this process, e.g. replicated parameters for an evaluation,
+    a sample or a plot, which then run on one device, apart from the training mesh."""
+    return jax.device_get(tree)
+
+
+def is_writer() -> bool:
+    """Whether this process writes the run's own files (summaries, samples, figures): the
+    only process, or process 0 of several (which share the work directory)."""
+    return jax.process_index() == 0
 
 
 class RegisteredCells:
@@ -142,7 +169,10 @@ def check_length(text: str, min_chars: int, what: str) -> None:
 
 
 def write_json(path, data) -> None:
-    """Writes ``data`` as JSON to a temporary file, then renames it over ``path``."""
+    """Writes ``data`` as JSON to a temporary file, then renames it over ``path`` (in process 0
+    of several only)."""
+    if not is_writer():
+        return
     path = pathlib.Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")

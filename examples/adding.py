@@ -64,6 +64,10 @@ class Config:
     checkpoint_every: common.Count
     seed: common.Seed
     cells: common.CellName = "rnn,lstm,gru"  # comma-separated registered cells
+    devices: common.Devices = None  # each batch split over them; None: all local devices
+
+    def __post_init__(self):
+        common.data_parallel(self)  # a device count this machine lacks, an uneven batch
 
 
 def panels(config: Config) -> tuple[train.Panel, ...]:
@@ -124,15 +128,22 @@ def _keys(seed):
 def train_cell(cell: str, config: Config, workdir, *, callbacks=()) -> train.RunResult:
     """Trains one cell in ``workdir`` (resuming if it holds a checkpoint)."""
     init_key, data_key, test_key = _keys(config.seed)
+    dp = common.data_parallel(config)
     params = init_model(init_key, cell, config.hidden_size)
     optimizer = make_optimizer(config)
     test_xs, test_targets = make_batch(test_key, config.eval_size, config.seq_len)
+    state = dp.replicate({"params": params, "opt_state": optimizer.init(params)})
 
-    @jax.jit
+    @functools.partial(
+        jax.jit, out_shardings=(jax.tree.map(lambda a: a.sharding, state), dp.replicated())
+    )
     def train_step(state, step):
+        # The batch is drawn whole from the step number, then split over the devices
+        # (each draws only its own part: the random bits do not depend on the split).
         xs, targets = make_batch(
             jax.random.fold_in(data_key, step), config.batch_size, config.seq_len
         )
+        xs, targets = dp.shard(xs, axis=1), dp.shard(targets, axis=0)
         loss, grads = jax.value_and_grad(loss_fn, argnums=1)(cell, state["params"], xs, targets)
         norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
@@ -140,13 +151,14 @@ def train_cell(cell: str, config: Config, workdir, *, callbacks=()) -> train.Run
         clipped = jnp.minimum(norm, config.clip_norm)  # what clip_by_global_norm passes on
         return state, {"loss": loss, "grad_norm": norm, "clipped_norm": clipped}
 
-    @jax.jit
+    test_loss = jax.jit(functools.partial(loss_fn, cell))
+
     def evaluate(state):
-        return {"mse": loss_fn(cell, state["params"], test_xs, test_targets)}
+        return {"mse": test_loss(common.on_host(state["params"]), test_xs, test_targets)}
 
     return train.fit(
         workdir,
-        init_state={"params": params, "opt_state": optimizer.init(params)},
+        init_state=state,
         train_step=train_step,
         schedule=train.Schedule.from_config(config),
         eval_fn=evaluate,
@@ -182,7 +194,9 @@ def train_and_evaluate(config: Config, workdir, *, cells=None, callbacks=()) -> 
     mse = {cell: r.evaluation["mse"] for cell, r in results.items()}
     summary = {"seq_len": config.seq_len, "steps": config.steps, "baseline": BASELINE, "mse": mse}
     common.write_json(workdir / "summary.json", summary)
-    plot_all(config, workdir, {cell: r.state["params"] for cell, r in results.items()})
+    if common.is_writer():
+        trained = {cell: common.on_host(r.state["params"]) for cell, r in results.items()}
+        plot_all(config, workdir, trained)
     for cell in cells:
         print(f"{cell:5s} test MSE {mse[cell]:.4f}   (baseline {BASELINE:.3f})")
     return train.RunResult(

@@ -7,7 +7,10 @@ offline with nothing to download; any text file works too.
 Training runs truncated backpropagation through time: the text is cut into
 ``batch_size`` parallel streams, each step reads the next ``seq_len``
 characters of every stream, the hidden state carries over from chunk to chunk
-and the gradient stops at chunk boundaries. Adam with gradient clipping.
+and the gradient stops at chunk boundaries. Adam with gradient clipping. The
+streams are split over ``devices`` devices (default: all of this machine's;
+with ``--coordinator``, ``--num-processes`` and ``--process-id``, over several
+processes too), each holding its streams' text and hidden state.
 Validation loss is reported in bits per character beside the unigram
 baseline, with a short sample at every evaluation.
 
@@ -73,6 +76,10 @@ class Config:
     temperature: Annotated[float, train.Range(ge=0)]
     seed: common.Seed
     cell_options: dict = dataclasses.field(default_factory=dict)
+    devices: common.Devices = None
+
+    def __post_init__(self):
+        common.data_parallel(self)  # a device count this machine lacks, an uneven batch
 
 
 #: Keys that may change when a run resumes, besides the schedule's: the text is
@@ -303,8 +310,10 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     """
     workdir = pathlib.Path(workdir)
     common.cell_of(config, config.embed_size)  # a bad cell or option, before any work
+    dp = common.data_parallel(config)
     corpus = load_corpus(config)
-    train_data = jnp.asarray(streams(corpus.train, config.batch_size))  # (B, L)
+    # Each device holds its own streams of text (B, L), and their hidden state.
+    train_data = dp.shard(streams(corpus.train, config.batch_size), axis=0)
     chunks_per_epoch = (train_data.shape[1] - 1) // config.seq_len
     val_batch = max(1, min(config.batch_size, (len(corpus.val) - 1) // (config.seq_len + 1)))
     val_data = streams(corpus.val, val_batch)
@@ -316,14 +325,18 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     params = init_params(init_key, config, corpus.vocab_size)
     optimizer = make_optimizer(config)
     state = {
-        "params": params,
-        "opt_state": optimizer.init(params),
-        "carry": jaxrnn.initial_carry(params["layers"], (config.batch_size,)),
+        "params": dp.replicate(params),
+        "opt_state": dp.replicate(optimizer.init(params)),
+        "carry": dp.shard(jaxrnn.initial_carry(params["layers"], (config.batch_size,))),
     }
     T = config.seq_len
 
-    @jax.jit
-    def train_step(state, step):
+    # The state keeps its shardings from step to step; jit splits the work by them
+    # and reduces the gradient over the devices.
+    @functools.partial(
+        jax.jit, out_shardings=(jax.tree.map(lambda a: a.sharding, state), dp.replicated())
+    )
+    def step_on(state, step, train_data):
         chunk = step % chunks_per_epoch
         window = jax.lax.dynamic_slice_in_dim(train_data, chunk * T, T + 1, axis=1).T
         # A new pass over the text starts from a zero state; otherwise the state
@@ -341,6 +354,8 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         metrics = {"loss": loss, "bpc": loss / jnp.log(2.0), "grad_norm": optax.tree.norm(grads)}
         return {"params": params, "opt_state": opt_state, "carry": carry}, metrics
 
+    train_step = functools.partial(step_on, train_data=train_data)
+
     @jax.jit
     def val_loss(params):
         def body(carry, chunk):
@@ -354,9 +369,10 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         return jnp.mean(losses)
 
     def evaluate(state):
-        bpc = float(val_loss(state["params"])) / math.log(2)
+        params = common.on_host(state["params"])
+        bpc = float(val_loss(params)) / math.log(2)
         text = sample_text(
-            state["params"],
+            params,
             config,
             corpus,
             "",
@@ -364,8 +380,9 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
             config.temperature,
             seed=config.seed,
         )
-        with open(workdir / "samples.txt", "a") as f:
-            f.write(f"--- bpc {bpc:.3f}\n{text}\n")
+        if common.is_writer():
+            with open(workdir / "samples.txt", "a") as f:
+                f.write(f"--- bpc {bpc:.3f}\n{text}\n")
         print(
             f"  val {bpc:.3f} bits/char (unigram baseline {baseline:.3f}); sample:\n"
             + _indent(text)
@@ -396,7 +413,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         return result
     prompt = "The " if set("The ") <= set(corpus.chars) else ""
     sample = sample_text(
-        result.state["params"],
+        common.on_host(result.state["params"]),
         config,
         corpus,
         prompt,
@@ -429,7 +446,8 @@ def load_trained(workdir):
         if checkpoints.latest_step() is None:
             raise train.CheckpointError(f"no checkpoint in {str(workdir)!r}: train a model first")
         meta = checkpoints.restore_meta()
-        config = train.load_config(Config, meta.get("config") or {})
+        # Sampling runs on one device, whatever the training was split over.
+        config = train.load_config(Config, {**(meta.get("config") or {}), "devices": 1})
         chars = tuple(meta.get("chars") or ())
         if not chars:
             raise train.CheckpointError(f"the checkpoint in {str(workdir)!r} has no vocabulary")

@@ -16,6 +16,7 @@ training) and test (reported once, at the end). Plots in the work directory:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import pathlib
 import sys
@@ -56,6 +57,10 @@ class Config:
     log_every: common.Count
     checkpoint_every: common.Count
     seed: common.Seed
+    devices: common.Devices = None  # each batch split over them; None: all local devices
+
+    def __post_init__(self):
+        common.data_parallel(self)  # a device count this machine lacks, an uneven batch
 
 
 #: ``curves.png``: loss and accuracy, training and validation on one axis each.
@@ -125,8 +130,9 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     """Trains (or resumes) the classifier; the result's ``summary`` holds the test accuracy
     and loss (empty if interrupted)."""
     workdir = pathlib.Path(workdir)
+    dp = common.data_parallel(config)
     data = load_digits(config)
-    train_xs, train_labels = (jnp.asarray(a) for a in data["train"])
+    train_xs, train_labels = dp.replicate(data["train"])  # small: every device has it all
     n_train = train_labels.shape[0]
     if config.batch_size > n_train:
         raise train.ConfigError(
@@ -143,31 +149,39 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
         return jnp.mean(loss), jnp.mean(jnp.argmax(logits, -1) == labels)
 
-    @jax.jit
-    def train_step(state, step):
+    state = dp.replicate({"params": params, "opt_state": optimizer.init(params)})
+
+    @functools.partial(
+        jax.jit, out_shardings=(jax.tree.map(lambda a: a.sharding, state), dp.replicated())
+    )
+    def step_on(state, step, train_xs, train_labels):
         # A fresh shuffle every epoch, drawn from the epoch number: resumable.
         epoch, index = step // batches_per_epoch, step % batches_per_epoch
         order = jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
         batch = jax.lax.dynamic_slice_in_dim(order, index * config.batch_size, config.batch_size)
+        # Each device takes its share of the batch.
+        xs, labels = dp.shard(train_xs[:, batch], axis=1), dp.shard(train_labels[batch])
         key = jax.random.fold_in(dropout_key, step) if config.dropout > 0 else None
         (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], train_xs[:, batch], train_labels[batch], key
+            state["params"], xs, labels, key
         )
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         return {"params": params, "opt_state": opt_state}, {"loss": loss, "accuracy": accuracy}
+
+    train_step = functools.partial(step_on, train_xs=train_xs, train_labels=train_labels)
 
     @jax.jit
     def scores(params, xs, labels):
         return loss_fn(params, xs, labels)
 
     def evaluate(state):
-        loss, accuracy = scores(state["params"], *data["val"])
+        loss, accuracy = scores(common.on_host(state["params"]), *data["val"])
         return {"loss": float(loss), "accuracy": float(accuracy)}
 
     result = train.fit(
         workdir,
-        init_state={"params": params, "opt_state": optimizer.init(params)},
+        init_state=state,
         train_step=train_step,
         schedule=train.Schedule.from_config(config),
         eval_fn=evaluate,
@@ -184,12 +198,13 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         return result
 
     test_xs, test_labels = data["test"]
-    final = result.state["params"]
+    final = common.on_host(result.state["params"])
     test_loss, test_accuracy = (float(v) for v in scores(final, test_xs, test_labels))
     predicted = np.asarray(jnp.argmax(logits_of(final, jnp.asarray(test_xs)), -1))
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), int)
     np.add.at(confusion, (test_labels, predicted), 1)
-    plot_confusion(confusion, test_accuracy, workdir / "confusion.png")
+    if common.is_writer():
+        plot_confusion(confusion, test_accuracy, workdir / "confusion.png")
     summary = {
         "step": result.step,
         "test_accuracy": test_accuracy,

@@ -27,6 +27,7 @@ Plots in the work directory: ``curves.png`` and ``forecast.png``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import pathlib
 import sys
@@ -67,6 +68,10 @@ class Config:
     log_every: common.Count
     checkpoint_every: common.Count
     seed: common.Seed
+    devices: common.Devices = None  # each batch split over them; None: all local devices
+
+    def __post_init__(self):
+        common.data_parallel(self)  # a device count this machine lacks, an uneven batch
 
 
 #: ``curves.png``: the training MSE (standardised units) and the validation RMSE
@@ -173,38 +178,44 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     n_train = train_ys.shape[0]
     batch_size = min(config.batch_size, n_train)
     batches_per_epoch = n_train // batch_size
-    train_xs, train_ys = jnp.asarray(train_xs), jnp.asarray(train_ys)
+    dp = train.DataParallel(config.devices, batch_size=batch_size)
+    train_xs, train_ys = dp.replicate((train_xs, train_ys))  # small: every device has it all
 
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     params = init_params(init_key, config)
     optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(config.lr))
+    state = dp.replicate({"params": params, "opt_state": optimizer.init(params)})
 
     def loss_fn(params, xs, ys):
         return jnp.mean((predict(config, params, xs) - ys) ** 2)
 
-    @jax.jit
-    def train_step(state, step):
+    @functools.partial(
+        jax.jit, out_shardings=(jax.tree.map(lambda a: a.sharding, state), dp.replicated())
+    )
+    def step_on(state, step, train_xs, train_ys):
         epoch, index = step // batches_per_epoch, step % batches_per_epoch
         order = jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
         batch = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
-        loss, grads = jax.value_and_grad(loss_fn)(
-            state["params"], train_xs[:, batch], train_ys[batch]
-        )
+        # Each device takes its share of the batch.
+        xs, ys = dp.shard(train_xs[:, batch], axis=1), dp.shard(train_ys[batch])
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], xs, ys)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         return {"params": params, "opt_state": opt_state}, {"loss": loss}
 
+    train_step = functools.partial(step_on, train_xs=train_xs, train_ys=train_ys)
     forecast = jax.jit(lambda params, xs: predict(config, params, xs))
 
     def evaluate(state):
-        prediction = np.asarray(forecast(state["params"], val_xs), float) * std + mean
+        params = common.on_host(state["params"])
+        prediction = np.asarray(forecast(params, val_xs), float) * std + mean
         return {
             "val_rmse": scores(prediction, values[val_targets.start : val_targets.stop])["rmse"]
         }
 
     result = train.fit(
         workdir,
-        init_state={"params": params, "opt_state": optimizer.init(params)},
+        init_state=state,
         train_step=train_step,
         schedule=train.Schedule.from_config(config),
         eval_fn=evaluate,
@@ -221,7 +232,8 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         return result
 
     truth = values[train_end:]
-    rnn = np.asarray(forecast(result.state["params"], jnp.asarray(test_xs)), float) * std + mean
+    final = common.on_host(result.state["params"])
+    rnn = np.asarray(forecast(final, jnp.asarray(test_xs)), float) * std + mean
     persistence = values[train_end - 1 : n - 1]
     order = choose_ar_order(values, config.context, train_end, config.val_size)
     ar = ar_predict(values, fit_ar(values, order, train_end), test_targets)
@@ -239,15 +251,16 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         "errors": errors,
     }
     common.write_json(workdir / "summary.json", summary)
-    plot_forecast(
-        times,
-        values,
-        train_end,
-        {config.cell: rnn, "persistence": persistence, f"AR({order})": ar},
-        errors,
-        unit,
-        workdir / "forecast.png",
-    )
+    if common.is_writer():
+        plot_forecast(
+            times,
+            values,
+            train_end,
+            {config.cell: rnn, "persistence": persistence, f"AR({order})": ar},
+            errors,
+            unit,
+            workdir / "forecast.png",
+        )
     print(f"one-step-ahead forecasts of {config.series}, {len(truth)} held-out values:")
     for name, e in errors.items():
         print(f"  {name:12s} RMSE {e['rmse']:8.3f}   MAE {e['mae']:8.3f}  ({unit})")

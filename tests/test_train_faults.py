@@ -277,6 +277,10 @@ NONSENSE = [
     ("forecast", "test_size=0", "test_size: expected an int >= 1, got 0"),
     ("forecast", "val_size=0", "val_size: expected an int >= 1, got 0"),
     ("forecast", "series=wind", "series: expected one of 'sunspots', 'co2', got str 'wind'"),
+    ("char_lm", "devices=0", "devices: expected an int >= 1, got 0"),
+    ("adding", "devices=2.5", "devices: expected int or null, got float 2.5"),
+    ("classify", "devices=all", "devices: expected int or null, got str 'all'"),
+    ("forecast", "devices=true", "devices: expected int or null, got bool True"),
 ]
 
 
@@ -297,11 +301,15 @@ def test_every_numeric_key_of_every_example_declares_its_range():
         hints = typing.get_type_hints(module.Config, include_extras=True)
         for field in dataclasses.fields(module.Config):
             hint = hints[field.name]
-            if typing.get_origin(hint) is Annotated:
-                ranges = [m for m in typing.get_args(hint)[1:] if isinstance(m, train.Range)]
-                assert ranges, f"{name}.{field.name}"
-            else:  # only choices and strings may go without a range
-                assert typing.get_origin(hint) is typing.Literal or str in typing.get_args(hint), (
+            if type(None) in typing.get_args(hint):  # an optional key: its other choice
+                (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+            base, *extras = (
+                typing.get_args(hint) if typing.get_origin(hint) is Annotated else (hint,)
+            )
+            if base in (int, float):
+                assert any(isinstance(m, train.Range) for m in extras), f"{name}.{field.name}"
+            else:  # only choices, strings and mappings may go without a range
+                assert typing.get_origin(base) is typing.Literal or base in (str, dict), (
                     f"{name}.{field.name}: {hint}"
                 )
 
@@ -672,6 +680,7 @@ def test_the_public_surface_is_small_and_each_name_is_documented():
             "Checkpoints",
             "ConfigError",
             "DataError",
+            "DataParallel",
             "Panel",
             "Range",
             "Report",

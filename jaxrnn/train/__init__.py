@@ -8,7 +8,8 @@ A run is a pure ``train_step(state, step) -> (state, metrics)`` handed to
 :func:`fit`, which keeps a work directory (locked against a second run) with
 Orbax checkpoints verified by sha256 digests, ``metrics.jsonl``,
 ``config.json`` and ``curves.png``, shows a Rich progress bar, saves on
-Ctrl-C, and resumes exactly where an earlier run stopped.
+Ctrl-C, and resumes exactly where an earlier run stopped, on any number of
+devices.
 
 What a training script needs, and why:
 
@@ -19,6 +20,9 @@ What a training script needs, and why:
   plot panels.
 * :class:`Panel`: which curves of ``curves.png`` share an axis, with reference lines.
 * :class:`RunResult`: what ``fit`` returns (state, step, interrupted, last evaluation).
+* :class:`DataParallel`: training on several devices (and hosts) with JAX's own
+  sharding: a 1-D mesh named ``data``, the batch split over it, the state
+  replicated; ``jax.jit`` reduces the gradient.
 * :func:`load_config`: a typed config dataclass from a YAML/JSON file (or a
   mapping) and ``key=value`` overrides, with every value checked.
 * :class:`Range`: declares the numbers a config field accepts
@@ -51,6 +55,7 @@ from jaxrnn.train._loop import fit as fit
 from jaxrnn.train._metrics import read_metrics as read_metrics
 from jaxrnn.train._options import Report as Report
 from jaxrnn.train._options import Schedule as Schedule
+from jaxrnn.train._parallel import DataParallel as DataParallel
 from jaxrnn.train._plots import Panel as Panel
 from jaxrnn.train._plots import figure as figure
 from jaxrnn.train._plots import save_figure as save_figure

@@ -249,6 +249,12 @@ def state_digests(state) -> dict[str, str]:
 def _array_digest(leaf) -> str:
     if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         leaf = jax.random.key_data(leaf)
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        # Spread over processes (a batch-sharded carry): every process digests the whole
+        # array, gathered; all of them save and restore together, so all gather together.
+        from jax.experimental import multihost_utils
+
+        leaf = multihost_utils.process_allgather(leaf, tiled=True)
     array = np.asarray(jax.device_get(leaf))
     if array.ndim == 0 and array.dtype.kind in "biu":
         # A Python int (a TrainState's step) may come back as another integer type.

@@ -1,17 +1,20 @@
-"""The command line every example shares: ``[--config FILE] [--workdir DIR] [key=value ...]``."""
+"""The command line every example shares: ``[--config FILE] [--workdir DIR] [key=value ...]``,
+and the options that start several processes."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import importlib
+import os
 import pathlib
+import re
 import sys
 
 from jaxrnn.train._config import ConfigError, load_config
-from jaxrnn.train._errors import USER_ERRORS, one_line
+from jaxrnn.train._errors import USER_ERRORS, first_line, one_line
 from jaxrnn.train._loop import RunResult
-from jaxrnn.train._workdir import disk_error, lock_workdir
+from jaxrnn.train._workdir import disk_error, hold_workdir
 
 
 @contextlib.contextmanager
@@ -48,12 +51,23 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
     """A script's whole command line: parse, run ``train_and_evaluate``, return the exit status.
 
     The command line is ``[--config FILE] [--workdir DIR] [--import MODULE]
-    [key=value ...]``; the config is read and checked (types and ranges) before
-    anything is written. ``--import`` loads a module of the user's first, so a
-    cell it registers can be named by a ``cell=`` key.
+    [--coordinator HOST:PORT --num-processes N --process-id I] [key=value ...]``;
+    the config is read and checked (types and ranges) before anything is
+    written. ``--import`` loads a module of the user's first, so a cell it
+    registers can be named by a ``cell=`` key.
     The work directory defaults to ``runs/<name>`` and is locked for the whole
     run, so a second run on it is refused. ``description`` (e.g. the module's
     docstring) gives the help text its first paragraph.
+
+    Several processes (one per host, say) train one model together when each
+    is started with the same ``--coordinator`` (process 0's address and a free
+    port), the same ``--num-processes`` and its own ``--process-id``; each
+    defaults to the environment variable ``JAX_COORDINATOR_ADDRESS``,
+    ``JAX_NUM_PROCESSES`` or ``JAX_PROCESS_ID``, and where none is given JAX
+    detects Slurm, Open MPI and Cloud TPU itself. The options are checked and
+    ``jax.distributed.initialize`` is called before anything else; then every
+    process runs ``train_and_evaluate`` and process 0 alone locks the work
+    directory (see :func:`fit` for who writes what).
 
     Args:
         schema: the config dataclass.
@@ -66,7 +80,8 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
     Returns:
         0 when the run finished, 130 when Ctrl-C stopped it (after it saved, or
         at once on a second Ctrl-C), and 2 for a bad config, bad data, a bad
-        checkpoint or an unusable work directory (see :func:`user_errors`).
+        checkpoint, an unusable work directory or a failed start of several
+        processes (see :func:`user_errors`).
     """
     first_paragraph = " ".join((description or "").strip().split("\n\n")[0].split()) or None
     with user_errors(name):
@@ -78,7 +93,7 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
             description=first_paragraph,
         )
         try:
-            with lock_workdir(workdir):
+            with hold_workdir(workdir):
                 result = train_and_evaluate(run_config, workdir)
         except KeyboardInterrupt:
             print(f"{name}: aborted; the newest checkpoint is intact", file=sys.stderr)
@@ -96,7 +111,8 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
 
 
 def _parse_run(schema, argv=None, *, config, workdir, description=None):
-    """An example's command line parsed into ``(config, workdir)``."""
+    """An example's command line parsed into ``(config, workdir)``, with several processes
+    started first if it asks for them."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--config", type=pathlib.Path, default=config, help=f"config file (default: {config})"
@@ -115,13 +131,90 @@ def _parse_run(schema, argv=None, *, config, workdir, description=None):
         metavar="MODULE",
         help="import a module first (repeatable), e.g. one that registers a cell of your own",
     )
+    group = parser.add_argument_group(
+        "several processes (e.g. one per host), each started with the same coordinator and "
+        "process count and its own id"
+    )
+    group.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="process 0's address and a free port (default: $JAX_COORDINATOR_ADDRESS)",
+    )
+    group.add_argument(
+        "--num-processes",
+        metavar="N",
+        help="how many processes (default: $JAX_NUM_PROCESSES)",
+    )
+    group.add_argument(
+        "--process-id",
+        metavar="I",
+        help="this process's id, 0 .. N-1 (default: $JAX_PROCESS_ID)",
+    )
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="override one config key, e.g. steps=500"
     )
     args = parser.parse_args(argv)
+    start_processes(args.coordinator, args.num_processes, args.process_id)
     for module in args.modules:
         _import(module)
     return load_config(schema, args.config, args.overrides), pathlib.Path(args.workdir)
+
+
+#: The command-line options of several processes, with the environment variables behind them.
+_PROCESS_OPTIONS = {
+    "coordinator": ("--coordinator", "JAX_COORDINATOR_ADDRESS"),
+    "num_processes": ("--num-processes", "JAX_NUM_PROCESSES"),
+    "process_id": ("--process-id", "JAX_PROCESS_ID"),
+}
+
+
+def start_processes(coordinator=None, num_processes=None, process_id=None) -> bool:
+    """Calls ``jax.distributed.initialize`` if the options (or their environment variables)
+    ask for several processes; returns whether it did.
+
+    Raises:
+        ConfigError: an option is malformed, or the processes could not start
+            (the coordinator is unreachable, JAX has already started, ...).
+    """
+    given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
+    values, names = {}, {}
+    for key, value in given.items():
+        flag, variable = _PROCESS_OPTIONS[key]
+        names[key] = flag
+        if value is None and os.environ.get(variable):
+            value, names[key] = os.environ[variable], f"{flag} (from ${variable})"
+        values[key] = value
+    if all(value is None for value in values.values()):
+        return False
+    for key in ("num_processes", "process_id"):
+        if values[key] is not None:
+            try:
+                values[key] = int(values[key])
+            except ValueError:
+                raise ConfigError(f"{names[key]}: expected an int, got {values[key]!r}") from None
+    count, index = values["num_processes"], values["process_id"]
+    if count is not None and count < 1:
+        raise ConfigError(f"{names['num_processes']}: expected an int >= 1, got {count}")
+    if count == 1 and index in (None, 0):
+        return False  # one process: nothing to coordinate
+    if index is not None and (index < 0 or (count is not None and index >= count)):
+        bound = f" and < {count}" if count is not None else ""
+        raise ConfigError(f"{names['process_id']}: expected an int >= 0{bound}, got {index}")
+    address = values["coordinator"]
+    if address is not None and not re.fullmatch(r"\S+:\d+", address):
+        raise ConfigError(f"{names['coordinator']}: expected HOST:PORT, got {address!r}")
+    import jax
+
+    try:
+        jax.distributed.initialize(
+            coordinator_address=address, num_processes=count, process_id=index
+        )
+    except Exception as error:  # ValueError, RuntimeError, a connection timeout, ...
+        raise ConfigError(
+            f"{names['coordinator']} {address}: jax.distributed.initialize could not start "
+            f"process {index} of {count} ({first_line(error)})"
+        ) from None
+    return True
 
 
 def _import(module: str) -> None:

@@ -17,14 +17,19 @@ import jax
 from jaxrnn.train._checkpoint import Checkpoints
 from jaxrnn.train._config import check_config, to_dict
 from jaxrnn.train._errors import ConfigError
-from jaxrnn.train._metrics import MetricsLog
+from jaxrnn.train._metrics import MetricsLog, read_metrics
 from jaxrnn.train._options import Report, Schedule
+from jaxrnn.train._parallel import devices_of
 from jaxrnn.train._plots import plot_metrics
 from jaxrnn.train._progress import format_value, progress
-from jaxrnn.train._workdir import disk_error, lock_workdir, write_json
+from jaxrnn.train._workdir import disk_error, hold_workdir, is_primary, write_json
 
 #: Keys of the meta stored with a checkpoint that :func:`fit` fills in itself.
 _RESERVED_META = ("config", "step")
+
+#: Config keys that may always change on resumption: how many devices a run is
+#: split over (a checkpoint restores into ``init_state``'s shardings).
+_PARALLEL_KEYS = ("devices",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +77,16 @@ def fit(
     ``config.json`` and ``curves.png`` (drawn as ``report.panels`` say). The run
     holds an OS lock on ``workdir``: a second run on it is refused.
 
+    The run uses the devices that ``init_state`` lives on: for data parallelism,
+    replicate it (and shard the batch) with :class:`DataParallel`; each
+    training record and progress line says how many devices there are. A
+    checkpoint restores into ``init_state``'s shardings whatever the devices it
+    was written from, so a run may resume on another device count (the config
+    key ``devices`` may change). With several processes
+    (``jax.distributed.initialize``), every process calls ``fit``; only process
+    0 locks ``workdir`` and writes ``metrics.jsonl``, ``config.json`` and
+    ``curves.png``, and Orbax writes each process's share of a checkpoint.
+
     If ``workdir`` already holds a checkpoint, the run resumes from the newest
     one, after checking its digests. Resumption is exact when ``train_step`` is
     a pure function of its arguments: draw each step's batch and randomness from
@@ -104,8 +119,8 @@ def fit(
         config: the run's config dataclass, checked (types and
             :class:`~jaxrnn.train.Range` s) before anything is written, saved
             to ``config.json`` and with every checkpoint. On resumption a config
-            that differs in a key other than the schedule's and ``resumable`` is
-            an error: the checkpoint belongs to another experiment.
+            that differs in a key other than the schedule's, ``devices`` and
+            ``resumable`` is an error: the checkpoint belongs to another experiment.
         resumable: config keys besides the schedule's that may change on
             resumption (a data path whose content ``meta`` identifies, say).
         meta: JSON-ready facts stored with every checkpoint that identify the
@@ -140,7 +155,7 @@ def fit(
         check_config(config)
     meta = _check_meta(meta)
     workdir = pathlib.Path(workdir)
-    with lock_workdir(workdir), Checkpoints(workdir / "checkpoints") as checkpoints:
+    with hold_workdir(workdir), Checkpoints(workdir / "checkpoints") as checkpoints:
         try:
             state, step, resumed_from = _resume(
                 checkpoints, init_state, config, resumable, meta, workdir
@@ -176,7 +191,7 @@ def _resume(checkpoints, init_state, config, resumable, meta, workdir):
         return init_state, 0, None
     saved = checkpoints.restore_meta(resumed_from)
     if config is not None and saved.get("config") is not None:
-        ignored = {f.name for f in dataclasses.fields(Schedule)} | set(resumable)
+        ignored = {f.name for f in dataclasses.fields(Schedule)} | {*resumable, *_PARALLEL_KEYS}
         _check_same_config(saved["config"], to_dict(config), ignored, workdir)
     _check_same_meta({k: v for k, v in saved.items() if k not in _RESERVED_META}, meta, workdir)
     state, saved = checkpoints.restore(init_state, resumed_from)
@@ -195,6 +210,7 @@ class _Run:
         self.report = report
         self.eval_fn = eval_fn
         self.console = report.console or Console()
+        self.primary = is_primary()  # the process that writes the run's files
         self.metrics = MetricsLog(workdir / "metrics.jsonl")
         self.config_dict = None if config is None else to_dict(config)
         self.meta = {"config": self.config_dict, **meta}
@@ -203,13 +219,18 @@ class _Run:
         self.evaluated_at: int | None = None  # and its step
 
     def train(self, state, step, resumed_from, train_step, callbacks) -> RunResult:
-        kept = self.metrics.truncate_after(step)
+        self.devices = devices_of(state)
+        # Every process reads the same records, so that all take the same path (an
+        # evaluation runs in all or none); only the primary one rewrites the file.
+        path = self.workdir / "metrics.jsonl"
+        kept = self.metrics.truncate_after(step) if self.primary else read_metrics(path)
+        kept = [r for r in kept if r["step"] <= step]
         for record in kept:
             if record["split"] == "eval" and record["step"] == step:
                 self.evaluation, self.evaluated_at = _values(record), step
         if resumed_from is not None:
             self.console.print(f"Resuming from the checkpoint at step {step} in {self.workdir}")
-        if self.config_dict is not None:
+        if self.config_dict is not None and self.primary:
             write_json(self.workdir / "config.json", self.config_dict)
         if step >= self.schedule.steps:
             self.console.print(
@@ -261,8 +282,9 @@ class _Run:
         at_checkpoint = step % s.checkpoint_every == 0
         if self.interval.count and (step % s.log_every == 0 or at_checkpoint or flush):
             means, rate = self.interval.means(self.report.items_per_step)
-            self.metrics.write(step, "train", **means, items_per_s=rate)
-            bar.log(step, means, rate, self.report.item_name)
+            if self.primary:
+                self.metrics.write(step, "train", **means, items_per_s=rate, devices=self.devices)
+            bar.log(step, means, rate, self.report.item_name, self.devices)
             self.interval.reset()
         final = step == s.steps
         due = final or bool(s.eval_every and step % s.eval_every == 0)
@@ -271,7 +293,8 @@ class _Run:
 
     def _evaluate(self, state, step):
         values = {k: float(v) for k, v in self.eval_fn(state).items()}
-        self.metrics.write(step, "eval", **values)
+        if self.primary:
+            self.metrics.write(step, "eval", **values)
         shown = "  ".join(f"{k} {format_value(v)}" for k, v in values.items())
         self.console.print(f"step {step}: eval {shown}")
         self.evaluation, self.evaluated_at = values, step
@@ -281,6 +304,8 @@ class _Run:
             self.checkpoints.save(step, state, {**self.meta, "step": step})
 
     def _plot(self):
+        if not self.primary:
+            return
         try:
             plot_metrics(
                 self.workdir / "metrics.jsonl",

@@ -11,7 +11,7 @@ from jaxrnn.train._metrics import read_metrics
 from jaxrnn.train._workdir import writing
 
 #: Record fields that are bookkeeping, not curves.
-_NOT_CURVES = ("step", "split", "time", "steps_per_s", "items_per_s")
+_NOT_CURVES = ("step", "split", "time", "steps_per_s", "items_per_s", "devices")
 
 
 @dataclasses.dataclass(frozen=True)

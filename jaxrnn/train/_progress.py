@@ -48,9 +48,9 @@ class _Bar:
         if self.progress is not None:
             self.progress.update(self.task, completed=step)
 
-    def log(self, step, means, rate, item_name):
+    def log(self, step, means, rate, item_name, devices=1):
         loss = means.get("loss", float("nan"))
-        rate_text = f"{rate:,.0f} {item_name}/s"
+        rate_text = f"{rate:,.0f} {item_name}/s on {devices} device{'s' if devices != 1 else ''}"
         if self.progress is not None:
             self.progress.update(self.task, loss=format_value(loss), rate=rate_text)
         else:

@@ -25,6 +25,24 @@ _held_guard = threading.Lock()
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
+def is_primary() -> bool:
+    """Whether this process writes a run's files: the only one, or process 0 of several."""
+    import jax
+
+    return jax.process_index() == 0
+
+
+@contextlib.contextmanager
+def hold_workdir(workdir) -> Iterator[pathlib.Path]:
+    """:func:`lock_workdir` in the primary process; in the others of a multi-process run,
+    which share the directory with it and write none of its files, the path alone."""
+    if is_primary():
+        with lock_workdir(workdir) as path:
+            yield path
+    else:
+        yield pathlib.Path(workdir).absolute()
+
+
 @contextlib.contextmanager
 def lock_workdir(workdir) -> Iterator[pathlib.Path]:
     """Holds an exclusive OS lock on ``workdir`` (created if needed) while the block runs.

@@ -137,11 +137,155 @@ def test_deep_bidirectional_module_gives_layers():
 def test_from_torch_rejects_other_modules():
     with pytest.raises(TypeError, match=r"module: expected torch\.nn\.RNN/LSTM/GRU"):
         jaxrnn.interop.from_torch(nn.Linear(3, 4))
-    with pytest.raises(ValueError, match="proj_size must be 0, got 3"):
-        jaxrnn.interop.from_torch(nn.LSTM(D, H, proj_size=3))
+
+
+def test_from_torch_refuses_a_module_on_the_meta_device():
+    with pytest.raises(
+        ValueError, match=r"module: its parameters \(weight_ih_l0, ...\) are on the meta"
+    ):
+        jaxrnn.interop.from_torch(nn.LSTM(3, 4, device="meta"))
+    with pytest.raises(ValueError, match=r"module: .* meta device"):
+        jaxrnn.interop.from_torch(nn.GRUCell(3, 4, device="meta"))
 
 
 def test_from_torch_keeps_float64(x64):
     params = jaxrnn.interop.from_torch(nn.GRU(D, H, dtype=torch.float64))
     assert params.w_x.dtype == jnp.float64
     assert jaxrnn.interop.from_torch(nn.GRU(D, H), dtype=jnp.bfloat16).w_h.dtype == jnp.bfloat16
+
+
+# LSTM with projection (proj_size): deep, bidirectional, packed -----------------------------
+
+P = 3
+# PyTorch's CPU kernel for projections says once that it falls back to its plain implementation.
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_projected_lstm_parity_with_packed_sequences(bidirectional):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(4)
+    module = nn.LSTM(D, H, num_layers=2, bidirectional=bidirectional, proj_size=P)
+    directions = 2 if bidirectional else 1
+    lengths = [9, 3, 6]
+    xs, _, _, _ = inputs(5)
+    g = torch.Generator().manual_seed(6)
+    w_ys = torch.randn(T, B, directions * P, generator=g)
+    w_h, w_c = (
+        torch.randn(2 * directions, B, P, generator=g),
+        torch.randn(2 * directions, B, H, generator=g),
+    )
+
+    xs_t = xs.clone().requires_grad_(True)
+    packed = pack_padded_sequence(xs_t, torch.tensor(lengths), enforce_sorted=False)
+    out, (h_n, c_n) = module(packed)
+    ys_t = pad_packed_sequence(out, total_length=T)[0]
+    ((ys_t * w_ys).sum() + (h_n * w_h).sum() + (c_n * w_c).sum()).backward()
+
+    layers = jaxrnn.interop.from_torch(module)
+    assert layers[1][0].w_x.shape == (directions * P, 4 * H) and layers[1][0].w_r.shape == (H, P)
+
+    def loss(layers, xs):
+        carry, ys = jaxrnn.stack_scan(jaxrnn.lstm_step, layers, xs, lengths=jnp.array(lengths))
+        states = [state for layer in carry for state in layer]  # PyTorch's order: layer, direction
+        h = jnp.stack([s.h for s in states])
+        c = jnp.stack([s.c for s in states])
+        value = jnp.sum(ys * w_ys.numpy()) + jnp.sum(h * w_h.numpy()) + jnp.sum(c * w_c.numpy())
+        return value, (ys, h, c)
+
+    run = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))
+    (_, (ys, h, c)), (g_layers, g_xs) = run(layers, jnp.asarray(xs.numpy()))
+    close(ys, ys_t.detach())
+    close(h, h_n.detach())
+    close(c, c_n.detach())
+    close(g_xs, xs_t.grad)
+    for k in range(2):
+        for j, suffix in enumerate(("", "_reverse")[:directions]):
+            grad = lambda name, s=f"_l{k}{suffix}": getattr(module, name + s).grad
+            g = g_layers[k][j]
+            close(g.w_x, grad("weight_ih").T)
+            close(g.w_h, grad("weight_hh").T)
+            close(g.w_r, grad("weight_hr").T)
+            close(g.b, grad("bias_ih"))
+            close(g.b, grad("bias_hh"))
+    # And back: to_torch(layers) is the same module.
+    back = jaxrnn.interop.to_torch(layers)
+    assert back.proj_size == P
+    with torch.no_grad():
+        again = pad_packed_sequence(back(packed)[0], total_length=T)[0]
+    close(again, ys_t.detach())
+    jax.tree.map(close, jaxrnn.interop.from_torch(back), layers)
+
+
+def test_projected_lstm_one_layer_converts_to_params_and_back():
+    torch.manual_seed(7)
+    module = nn.LSTM(D, H, proj_size=P)
+    params = jaxrnn.interop.from_torch(module)
+    assert isinstance(params, jaxrnn.LSTMParams) and params.proj_size == P
+    assert (params.hidden_size, params.output_size) == (H, P)
+    xs, _, _, _ = inputs(8)
+    with torch.no_grad():
+        want, (h_n, c_n) = module(xs)
+    carry, ys = jaxrnn.scan(jaxrnn.lstm_step, params, jnp.asarray(xs.numpy()))
+    close(ys, want)
+    close(carry.h, h_n[0])
+    close(carry.c, c_n[0])
+    with torch.no_grad():
+        close(jaxrnn.interop.to_torch(params)(xs)[0], want)
+
+
+# to_torch: every layer and direction must fit one PyTorch module ----------------------------
+
+
+def test_to_torch_checks_every_layer_and_direction():
+    key = jax.random.key(0)
+    to_torch = jaxrnn.interop.to_torch
+    rnn = jaxrnn.stack_init(key, jaxrnn.rnn_init, D, H, num_layers=2)
+    mixed = (rnn[0], (jaxrnn.rnn_init(key, H, H, activation="relu"),))
+    with pytest.raises(ValueError, match=r"layers\[1\]\[0\]: activation 'relu' differs"):
+        to_torch(mixed)
+    gru = jaxrnn.gru_init(key, D, H, reset_after=True)
+    with pytest.raises(
+        ValueError, match=r"layers\[0\]\[1\]: PyTorch's GRU is the reset_after=True"
+    ):
+        to_torch(((gru, jaxrnn.gru_init(key, D, H)),))
+    lstm = jaxrnn.stack_init(key, jaxrnn.lstm_init, D, H, num_layers=2, bidirectional=True)
+    with pytest.raises(
+        ValueError, match=r"layers\[1\]: has 1 direction\(s\) but layers\[0\] has 2"
+    ):
+        to_torch((lstm[0], lstm[1][:1]))
+    with pytest.raises(
+        TypeError, match=r"layers\[1\]\[1\]: expected LSTMParams like layers\[0\]\[0\]"
+    ):
+        to_torch((lstm[0], (lstm[1][0], jaxrnn.gru_init(key, 2 * H, H, reset_after=True))))
+    with pytest.raises(
+        ValueError,
+        match=r"layers\[1\]\[0\]: input size 6, expected 14 \(the previous layer's 2 x 7",
+    ):
+        to_torch((lstm[0], (jaxrnn.lstm_init(key, D + 1, H), lstm[1][1])))
+    with pytest.raises(ValueError, match=r"layers\[0\]\[1\]: hidden_size 8 differs"):
+        to_torch(((lstm[0][0], jaxrnn.lstm_init(key, D, H + 1)),))
+    with pytest.raises(ValueError, match=r"layers\[0\]\[1\]: proj_size 2 differs"):
+        to_torch(
+            ((jaxrnn.lstm_init(key, D, H, proj_size=3), jaxrnn.lstm_init(key, D, H, proj_size=2)),)
+        )
+    as_float16 = jax.tree.map(lambda a: a.astype(jnp.float16), lstm[0][1])
+    with pytest.raises(ValueError, match=r"layers\[0\]\[1\]: dtype 'float16' differs"):
+        to_torch(((lstm[0][0], as_float16),))
+    # The variants PyTorch has no module for are refused by name.
+    for option, value in [
+        ("peephole", True),
+        ("layer_norm", True),
+        ("coupled", True),
+        ("cell_clip", 3.0),
+    ]:
+        variant = jaxrnn.lstm_init(key, D, H, **{option: value})
+        with pytest.raises(
+            ValueError, match=rf"params: {option}={value!r} has no PyTorch equivalent"
+        ):
+            to_torch(variant)
+        with pytest.raises(ValueError, match=rf"layers\[1\]\[0\]: {option}={value!r} has no"):
+            to_torch(((lstm[0][0],), (jaxrnn.lstm_init(key, H, H, **{option: value}),)))
+    with pytest.raises(ValueError, match=r"params: layer_norm=True has no PyTorch equivalent"):
+        to_torch(jaxrnn.gru_init(key, D, H, reset_after=True, layer_norm=True))

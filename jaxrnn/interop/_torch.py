@@ -247,11 +247,9 @@ def _check_one(p, first, where, k, directions):
     expected = first.input_size if k == 0 else output * directions
     if p.input_size != expected:
         why = (
-            "layers[0][0]'s"
-            if k == 0
-            else f"the previous layer's outputs ({directions} x {output})"
+            "as layers[0][0]" if k == 0 else f"the previous layer's {directions} x {output} outputs"
         )
         raise ValueError(
-            f"{where}: input size {p.input_size} differs from {why} {expected}; in a PyTorch "
+            f"{where}: input size {p.input_size}, expected {expected} ({why}); in a PyTorch "
             "module each layer reads the one below it"
         )

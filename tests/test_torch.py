@@ -238,54 +238,94 @@ def test_projected_lstm_one_layer_converts_to_params_and_back():
 # to_torch: every layer and direction must fit one PyTorch module ----------------------------
 
 
-def test_to_torch_checks_every_layer_and_direction():
-    key = jax.random.key(0)
-    to_torch = jaxrnn.interop.to_torch
-    rnn = jaxrnn.stack_init(key, jaxrnn.rnn_init, D, H, num_layers=2)
-    mixed = (rnn[0], (jaxrnn.rnn_init(key, H, H, activation="relu"),))
-    with pytest.raises(ValueError, match=r"layers\[1\]\[0\]: activation 'relu' differs"):
-        to_torch(mixed)
-    gru = jaxrnn.gru_init(key, D, H, reset_after=True)
-    with pytest.raises(
-        ValueError, match=r"layers\[0\]\[1\]: PyTorch's GRU is the reset_after=True"
-    ):
-        to_torch(((gru, jaxrnn.gru_init(key, D, H)),))
-    lstm = jaxrnn.stack_init(key, jaxrnn.lstm_init, D, H, num_layers=2, bidirectional=True)
-    with pytest.raises(
-        ValueError, match=r"layers\[1\]: has 1 direction\(s\) but layers\[0\] has 2"
-    ):
-        to_torch((lstm[0], lstm[1][:1]))
-    with pytest.raises(
-        TypeError, match=r"layers\[1\]\[1\]: expected LSTMParams like layers\[0\]\[0\]"
-    ):
-        to_torch((lstm[0], (lstm[1][0], jaxrnn.gru_init(key, 2 * H, H, reset_after=True))))
-    with pytest.raises(
+KEY = jax.random.key(0)
+
+
+def _lstm_stack():
+    return jaxrnn.stack_init(KEY, jaxrnn.lstm_init, D, H, num_layers=2, bidirectional=True)
+
+
+def _lstm(d, **options):
+    return jaxrnn.lstm_init(KEY, d, H, **options)
+
+
+# case -> (a function building what PyTorch cannot hold, error type, message)
+REFUSED = {
+    "tanh_then_relu": (
+        lambda: (
+            jaxrnn.stack_init(KEY, jaxrnn.rnn_init, D, H)[0],
+            (jaxrnn.rnn_init(KEY, H, H, activation="relu"),),
+        ),
         ValueError,
-        match=r"layers\[1\]\[0\]: input size 6, expected 14 \(the previous layer's 2 x 7",
-    ):
-        to_torch((lstm[0], (jaxrnn.lstm_init(key, D + 1, H), lstm[1][1])))
-    with pytest.raises(ValueError, match=r"layers\[0\]\[1\]: hidden_size 8 differs"):
-        to_torch(((lstm[0][0], jaxrnn.lstm_init(key, D, H + 1)),))
-    with pytest.raises(ValueError, match=r"layers\[0\]\[1\]: proj_size 2 differs"):
-        to_torch(
-            ((jaxrnn.lstm_init(key, D, H, proj_size=3), jaxrnn.lstm_init(key, D, H, proj_size=2)),)
-        )
-    as_float16 = jax.tree.map(lambda a: a.astype(jnp.float16), lstm[0][1])
-    with pytest.raises(ValueError, match=r"layers\[0\]\[1\]: dtype 'float16' differs"):
-        to_torch(((lstm[0][0], as_float16),))
-    # The variants PyTorch has no module for are refused by name.
-    for option, value in [
-        ("peephole", True),
-        ("layer_norm", True),
-        ("coupled", True),
-        ("cell_clip", 3.0),
-    ]:
-        variant = jaxrnn.lstm_init(key, D, H, **{option: value})
-        with pytest.raises(
-            ValueError, match=rf"params: {option}={value!r} has no PyTorch equivalent"
-        ):
-            to_torch(variant)
-        with pytest.raises(ValueError, match=rf"layers\[1\]\[0\]: {option}={value!r} has no"):
-            to_torch(((lstm[0][0],), (jaxrnn.lstm_init(key, H, H, **{option: value}),)))
-    with pytest.raises(ValueError, match=r"params: layer_norm=True has no PyTorch equivalent"):
-        to_torch(jaxrnn.gru_init(key, D, H, reset_after=True, layer_norm=True))
+        r"layers\[1\]\[0\]: activation 'relu' differs from layers\[0\]\[0\]'s 'tanh'",
+    ),
+    "gru_backward_reset_before": (
+        lambda: ((jaxrnn.gru_init(KEY, D, H, reset_after=True), jaxrnn.gru_init(KEY, D, H)),),
+        ValueError,
+        r"layers\[0\]\[1\]: PyTorch's GRU is the reset_after=True form",
+    ),
+    "ragged": (
+        lambda: (_lstm_stack()[0], _lstm_stack()[1][:1]),
+        ValueError,
+        r"layers\[1\]: has 1 direction\(s\) but layers\[0\] has 2",
+    ),
+    "cell_types": (
+        lambda: (
+            _lstm_stack()[0],
+            (_lstm(2 * H), jaxrnn.gru_init(KEY, 2 * H, H, reset_after=True)),
+        ),
+        TypeError,
+        r"layers\[1\]\[1\]: expected LSTMParams like layers\[0\]\[0\], got GRUParams",
+    ),
+    "input_size": (
+        lambda: (_lstm_stack()[0], (_lstm(D + 1), _lstm(2 * H))),
+        ValueError,
+        r"layers\[1\]\[0\]: input size 6, expected 14 \(the previous layer's 2 x 7",
+    ),
+    "hidden_size": (
+        lambda: ((_lstm(D), jaxrnn.lstm_init(KEY, D, H + 1)),),
+        ValueError,
+        r"layers\[0\]\[1\]: hidden_size 8 differs from layers\[0\]\[0\]'s 7",
+    ),
+    "proj_size": (
+        lambda: ((_lstm(D, proj_size=3), _lstm(D, proj_size=2)),),
+        ValueError,
+        r"layers\[0\]\[1\]: proj_size 2 differs from layers\[0\]\[0\]'s 3",
+    ),
+    "dtype": (
+        lambda: ((_lstm(D), _lstm(D, dtype=jnp.float16)),),
+        ValueError,
+        r"layers\[0\]\[1\]: dtype 'float16' differs from layers\[0\]\[0\]'s 'float32'",
+    ),
+    "gru_layer_norm": (
+        lambda: jaxrnn.gru_init(KEY, D, H, reset_after=True, layer_norm=True),
+        ValueError,
+        r"params: layer_norm=True has no PyTorch equivalent",
+    ),
+}
+# The LSTM variants PyTorch has no module for, alone and in a deeper layer.
+for _option, _value in {
+    "peephole": True,
+    "layer_norm": True,
+    "coupled": True,
+    "cell_clip": 3.0,
+}.items():
+    _message = rf"{_option}={_value!r} has no PyTorch equivalent \(torch.nn.LSTM has no {_option}\)"
+    REFUSED[_option] = (
+        lambda o=_option, v=_value: _lstm(D, **{o: v}),
+        ValueError,
+        "params: " + _message,
+    )
+    REFUSED[f"{_option}_deeper"] = (
+        lambda o=_option, v=_value: ((_lstm(D),), (_lstm(H, **{o: v}),)),
+        ValueError,
+        r"layers\[1\]\[0\]: " + _message,
+    )
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_to_torch_refuses_what_pytorch_cannot_hold(case):
+    build, error, message = REFUSED[case]
+    layers = build()
+    with pytest.raises(error, match=message):
+        jaxrnn.interop.to_torch(layers)

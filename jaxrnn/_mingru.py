@@ -92,10 +92,9 @@ def mingru_cell(params: MinGRUParams, x: jax.Array):
     one input, :func:`jaxrnn.scan` to all steps at once.
     """
     params.check()
-    n = params.hidden_size
-    gates = input_projection(x, params.w_x, params.b)
-    z = jax.nn.sigmoid(gates[..., :n])
-    return 1 - z, z * positive(gates[..., n:])
+    a_z, a_h = input_projection(x, params.w_x, params.b, 2)
+    z = jax.nn.sigmoid(a_z)
+    return 1 - z, z * positive(a_h)
 
 
 def positive(a):

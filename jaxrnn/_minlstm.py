@@ -90,9 +90,7 @@ def minlstm_cell(params: MinLSTMParams, x: jax.Array):
     where the quotient as written is ``0 / 0``).
     """
     params.check()
-    n = params.hidden_size
-    gates = input_projection(x, params.w_x, params.b)
-    a_f, a_i, a_h = gates[..., :n], gates[..., n : 2 * n], gates[..., 2 * n :]
+    a_f, a_i, a_h = input_projection(x, params.w_x, params.b, 3)
     forget = jax.nn.sigmoid(jax.nn.log_sigmoid(a_f) - jax.nn.log_sigmoid(a_i))
     return forget, (1 - forget) * positive(a_h)
 

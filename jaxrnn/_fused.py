@@ -45,7 +45,9 @@ class FusedGradient:
         backward: ``backward(params, residuals, carry_in, d_carry, dy, options)
             -> (d_carry_in, dg, d_options)``: the cotangents of the incoming
             carry, of the gate pre-activations fed by ``x @ w_x`` (shape
-            ``(*batch, G*h)``) and of this step's use of ``options``.
+            ``(*batch, G*h)``) and of this step's use of ``options``. ``dg``
+            may be any pytree of such arrays that ``param_grads`` reads (a
+            variant's extra weights may need more than the gates' cotangent).
         param_grads: ``param_grads(params, xs, carries_in, residuals, dgs, options)
             -> (d_params, d_xs)``: the same over all steps at once (arrays
             stacked on a leading time axis), as large matmuls.

@@ -132,12 +132,12 @@ def lstm_init(
     hidden_size: int,
     *,
     forget_bias=1.0,
+    dtype=jnp.float32,
     proj_size: int = 0,
     peephole: bool = False,
     layer_norm: bool = False,
     coupled: bool = False,
     cell_clip: float | None = None,
-    dtype=jnp.float32,
 ):
     """Initialises an LSTM cell, optionally one of its variants (see :func:`lstm_step`).
 

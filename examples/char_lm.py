@@ -76,6 +76,7 @@ class Config:
     temperature: Annotated[float, train.Range(ge=0)]
     seed: common.Seed
     cell_options: dict = dataclasses.field(default_factory=dict)
+    reset_prob: Annotated[float, train.Range(ge=0, le=1)] = 0.0
     devices: common.Devices = None
 
     def __post_init__(self):
@@ -242,6 +243,24 @@ def chunk_loss(config: Config, params, carry, ids, targets, key=None):
     return jnp.mean(loss), carry
 
 
+def reset_streams(carry, key, reset_prob):
+    """Zeroes the carried state of each stream with probability ``reset_prob``.
+
+    The streams are the leading axis of every leaf of ``carry``; which ones are
+    reset is ``jax.random.bernoulli(key, reset_prob, (B,))``, so a step's key
+    fixes the choice (a resumed run resets the same streams).
+    """
+    leaves = jax.tree.leaves(carry)
+    batch = leaves[0].shape[0]
+    fresh = jax.random.bernoulli(key, reset_prob, (batch,))
+
+    def reset(c):
+        mask = fresh.reshape((batch,) + (1,) * (c.ndim - 1))
+        return jnp.where(mask, jnp.zeros_like(c), c)
+
+    return jax.tree.map(reset, carry)
+
+
 def make_optimizer(config: Config):
     return optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(config.lr))
 
@@ -322,6 +341,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     baseline = unigram_bpc(corpus)
 
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    reset_key = jax.random.fold_in(jax.random.key(config.seed), 1)
     params = init_params(init_key, config, corpus.vocab_size)
     optimizer = make_optimizer(config)
     state = {
@@ -345,6 +365,10 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
             lambda c: jnp.where(chunk == 0, jnp.zeros_like(c), jax.lax.stop_gradient(c)),
             state["carry"],
         )
+        # Validation (and sampling) start from zeros, which training would otherwise
+        # never see: a random few streams start afresh at each chunk.
+        if config.reset_prob > 0:
+            carry = reset_streams(carry, jax.random.fold_in(reset_key, step), config.reset_prob)
         key = jax.random.fold_in(dropout_key, step) if config.dropout > 0 else None
         (loss, carry), grads = jax.value_and_grad(
             functools.partial(chunk_loss, config), has_aux=True

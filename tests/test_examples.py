@@ -9,9 +9,11 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxrnn
 from jaxrnn import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -112,6 +114,41 @@ def test_char_lm_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     # Parameters, Adam moments and the carried TBPTT state all match exactly.
     _assert_same_tree(resumed.state, straight.state)
     assert resumed.summary["sample"] == straight.summary["sample"]
+
+
+def test_char_lm_reset_prob_zeroes_exactly_the_chosen_streams():
+    config = lm_config("num_layers=2", "batch_size=64")
+    params = char_lm.init_params(jax.random.key(0), config, vocab_size=5)
+    zeros = jaxrnn.initial_carry(params["layers"], (config.batch_size,))
+    carry = jax.tree.map(lambda c: jnp.arange(c.size, dtype=c.dtype).reshape(c.shape) + 1, zeros)
+    key = jax.random.key(3)
+    for prob in (0.0, 0.3, 1.0):
+        # The chosen streams, drawn independently of the code under test.
+        chosen = np.asarray(jax.random.bernoulli(key, prob, (config.batch_size,)))
+        out = char_lm.reset_streams(carry, key, prob)
+        for before, after in zip(jax.tree.leaves(carry), jax.tree.leaves(out), strict=True):
+            before, after = np.asarray(before), np.asarray(after)
+            np.testing.assert_array_equal(after[chosen], 0)
+            np.testing.assert_array_equal(after[~chosen], before[~chosen])
+        expected = {0.0: 0, 1.0: config.batch_size}.get(prob)
+        assert chosen.sum() == expected if expected is not None else 0 < chosen.sum() < 64
+
+
+def test_char_lm_reset_prob_resumes_bit_exactly(tmp_path):
+    config = lm_config("steps=8", "reset_prob=0.5")
+    straight = char_lm.train_and_evaluate(config, tmp_path / "straight")
+    stopped = char_lm.train_and_evaluate(config, tmp_path / "resumed", callbacks=[_interrupt_at(4)])
+    assert stopped.interrupted
+    resumed = char_lm.train_and_evaluate(config, tmp_path / "resumed")
+    _assert_same_tree(resumed.state, straight.state)
+    # Some streams were reset: the carried state differs from a run without resets.
+    plain = char_lm.train_and_evaluate(dataclasses.replace(config, reset_prob=0.0), tmp_path / "p")
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(plain.state), jax.tree.leaves(straight.state), strict=True)
+    )
+    with pytest.raises(train.ConfigError, match="reset_prob"):
+        lm_config("reset_prob=1.5")
 
 
 def test_char_lm_bad_input_is_a_clear_error_and_loses_nothing(tmp_path, capsys):

@@ -249,9 +249,16 @@ class _Run:
         total = self.schedule.steps
         with progress(self.console, self.report.title, total, step) as bar, _sigint() as stop:
             self.interval.reset()
+            in_flight = None  # the previous step's metrics, until it has finished
             try:
                 while step < total and not stop.requested:
                     state, step_metrics = train_step(state, step)
+                    # At most two steps in flight: the next is dispatched while one runs,
+                    # but the queue stays short. (With more, XLA's CPU client can start a
+                    # step on one device before an earlier one on another and deadlock in
+                    # the gradient's all-reduce: seen with jaxlib 0.10.2 on host devices.)
+                    jax.block_until_ready(in_flight)
+                    in_flight = step_metrics
                     step += 1
                     self.interval.add(step_metrics)
                     for callback in callbacks:

@@ -72,11 +72,6 @@ def tanh_grad(t):
     return 1 - t * t
 
 
-def flat(a):
-    """``(T, *batch, n) -> (T * prod(batch), n)``: all steps and sequences as rows."""
-    return a.reshape(-1, a.shape[-1])
-
-
 def contract(a, b):
     """``sum over t, batch of a[t, ..., :, None] * b[t, ..., None, :]``: one matmul, ``(m, n)``.
 

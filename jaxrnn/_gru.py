@@ -250,21 +250,21 @@ def _param_grads(params, xs, hs, residuals, dgs, options):
     if params.layer_norm:
         da, d_pre_x, d_pre_h = dgs["a"], dgs["x"], dgs["h"]
         dw_x, _, dxs = _fused.input_grads(params.w_x, xs, d_pre_x)
-        db_x = _fused.flat(da).sum(0)
+        db_x = _fused.sum_rows(da)
     else:
         da = d_pre_h = dgs
         dw_x, db_x, dxs = _fused.input_grads(params.w_x, xs, dgs)
     if params.reset_after:
         dgh = jnp.concatenate([da[..., : 2 * n], da[..., 2 * n :] * r], axis=-1)
         d_pre_h = dgh if not params.layer_norm else d_pre_h
-        dw_h = _fused.flat(h_ins).T @ _fused.flat(d_pre_h)
-        db_h = _fused.flat(dgh).sum(0)
+        dw_h = _fused.contract(h_ins, d_pre_h)
+        db_h = _fused.sum_rows(dgh)
     else:
         dgh = da
         dw_h = jnp.concatenate(
             [
-                _fused.flat(h_ins).T @ _fused.flat(d_pre_h[..., : 2 * n]),
-                _fused.flat(r * h_ins).T @ _fused.flat(d_pre_h[..., 2 * n :]),
+                _fused.contract(h_ins, d_pre_h[..., : 2 * n]),
+                _fused.contract(r * h_ins, d_pre_h[..., 2 * n :]),
             ],
             axis=-1,
         )

@@ -1,11 +1,6 @@
-"""The long short-term memory cell (Hochreiter & Schmidhuber 1997) and its common variants.
-
-The variants are options of :func:`lstm_init`, kept as static fields of
-:class:`LSTMParams`, and combine freely: a projection of the output (Sak et al.
-2014, PyTorch's ``proj_size``), peepholes (Gers, Schraudolph & Schmidhuber
-2002), layer normalisation (Ba, Kiros & Hinton 2016), coupled input and forget
-gates (CIFG, Greff et al. 2017) and cell clipping (TensorFlow's ``cell_clip``).
-"""
+"""The LSTM (Hochreiter & Schmidhuber 1997) and its variants, which combine freely: a
+projection (Sak et al. 2014), peepholes (Gers, Schraudolph & Schmidhuber 2002), layer
+norm (Ba, Kiros & Hinton 2016), coupled gates (Greff et al. 2017) and cell clipping."""
 
 from __future__ import annotations
 
@@ -33,26 +28,20 @@ class LSTMState(NamedTuple):
 class LSTMParams(FusedGates):
     """Parameters of an LSTM cell, gates fused along the last axis in the order i, f, g, o.
 
-    The order is PyTorch's, so ``w_x`` is ``weight_ih.T`` and ``w_h`` is
-    ``weight_hh.T``; ``g`` is the candidate cell :math:`\\tilde C`. With
-    ``coupled=True`` there is no input gate and the order is f, g, o. ``G`` below
-    is the number of gate blocks (4, or 3 coupled), ``h`` the cell size and ``p``
-    the size of ``H_t`` (``proj_size``, or ``h`` without projection).
+    The order is PyTorch's (``w_x = weight_ih.T``, ``w_h = weight_hh.T``; ``g`` is the candidate
+    cell :math:`\\tilde C`); ``coupled=True`` drops the input gate: f, g, o. ``G`` is the number of
+    gate blocks, ``h`` the cell size, ``p`` the size of ``H_t`` (``proj_size``, or ``h``).
 
     Attributes:
         w_x: input weights, shape ``(d, G*h)``.
         w_h: recurrent weights, shape ``(p, G*h)``.
         b: bias, shape ``(G*h,)``. PyTorch's two biases ``b_ih + b_hh`` sum into it.
         w_r: with ``proj_size``: the projection ``(h, p)``, PyTorch's ``weight_hr.T``.
-        w_c: with ``peephole``: the diagonal peephole weights ``(3h,)`` in the
-            order i, f, o (``(2h,)``, f and o, when coupled).
-        ln_x, ln_h: with ``layer_norm``: gain and bias ``(G*h,)`` of the
-            normalisation of ``X_t W_x`` and of ``H_{t-1} W_h``.
-        ln_c: with ``layer_norm``: gain and bias ``(h,)`` of the normalisation
-            of ``C_t`` on its way to the output.
-        proj_size, peephole, layer_norm, coupled, cell_clip: the variant, static
-            (see :func:`lstm_init`); the optional arrays above are ``None``
-            exactly when their option is off.
+        w_c: with ``peephole``: the diagonal weights ``(3h,)``, i, f, o (coupled: ``(2h,)``, f, o).
+        ln_x, ln_h, ln_c: with ``layer_norm``: gain and bias of the normalisation of
+            ``X_t W_x``, of ``H_{t-1} W_h`` (``(G*h,)`` each) and of ``C_t`` (``(h,)``).
+        proj_size, peephole, layer_norm, coupled, cell_clip: the variant, static (see
+            :func:`lstm_init`); the optional arrays are ``None`` exactly when it lacks them.
     """
 
     w_x: jax.Array
@@ -93,37 +82,33 @@ class LSTMParams(FusedGates):
 
     def check(self):
         """Checks the fields against each other (at trace time, naming the field)."""
-        options = {
-            "w_r": (self.proj_size > 0, f"proj_size={self.proj_size}"),
-            "w_c": (self.peephole, f"peephole={self.peephole}"),
-            **{ln: (self.layer_norm, f"layer_norm={self.layer_norm}") for ln in _LAYER_NORMS},
-        }
-        for field, (wanted, option) in options.items():
-            _checks.present(getattr(self, field), wanted, f"params.{field}", option)
-        ranks = {"w_x": 2, "w_h": 2, "b": 1}
-        ranks |= {"w_r": 2} if self.proj_size else {}
-        ranks |= {"w_c": 1} if self.peephole else {}
-        if self.layer_norm:
-            ranks |= {f"{ln}.{part}": 1 for ln in _LAYER_NORMS for part in ("scale", "bias")}
-        _checks.check_params(self, ranks, self._shapes)
+        for field, option in _OPTIONAL.items():
+            value = getattr(self, option)
+            _checks.present(
+                getattr(self, field), bool(value), f"params.{field}", f"{option}={value}"
+            )
+        ranks = {field: len(shape) for field, shape in self._shapes(0, 0).items()}
+        _checks.check_params(self, ranks, lambda: self._shapes(self.input_size, self.hidden_size))
         if self.proj_size >= self.hidden_size:
             raise ValueError(
                 f"params.proj_size: expected a projection smaller than hidden_size="
                 f"{self.hidden_size} (as PyTorch requires), got {self.proj_size}"
             )
 
-    def _shapes(self):
-        d, h, g, p = self.input_size, self.hidden_size, self.gates, self.proj_size
+    def _shapes(self, d, h):
+        g, p = self.gates, self.proj_size
         shapes = {"w_x": (d, g * h), "w_h": (p or h, g * h), "b": (g * h,)}
         shapes |= {"w_r": (h, p)} if p else {}
         shapes |= {"w_c": ((g - 1) * h,)} if self.peephole else {}
-        if self.layer_norm:
-            for ln, size in zip(_LAYER_NORMS, (g * h, g * h, h), strict=True):
-                shapes |= {f"{ln}.scale": (size,), f"{ln}.bias": (size,)}
+        norms = zip(("ln_x", "ln_h", "ln_c"), (g * h, g * h, h), strict=True)
+        for ln, size in norms if self.layer_norm else ():
+            shapes |= {f"{ln}.scale": (size,), f"{ln}.bias": (size,)}
         return shapes
 
 
-_LAYER_NORMS = ("ln_x", "ln_h", "ln_c")
+_OPTIONAL = {"w_r": "proj_size", "w_c": "peephole"} | dict.fromkeys(
+    ("ln_x", "ln_h", "ln_c"), "layer_norm"
+)
 
 
 def lstm_init(
@@ -147,21 +132,15 @@ def lstm_init(
 
     Args:
         key: a PRNG key.
-        input_size: ``d``.
-        hidden_size: ``h``, the size of the cell ``C_t``.
-        forget_bias: the forget gate's initial bias.
-        proj_size: ``p > 0`` projects the output to ``p < h`` units (``w_r``,
-            LeCun normal); ``H_t``, the carry's ``h`` and the output have size
-            ``p``, and ``w_h`` is ``(p, G*h)`` (each gate's block has orthonormal
-            rows). 0: no projection.
-        peephole: add the diagonal peephole weights ``w_c``, starting at 0
-            (so the cell starts as a plain LSTM).
-        layer_norm: normalise ``X_t W_x``, ``H_{t-1} W_h`` and ``C_t`` (before
-            its tanh), each gate's block on its own; gains start at 1, biases at 0.
-        coupled: couple the input gate to the forget gate, ``I_t = 1 - F_t``
-            (three gate blocks f, g, o).
-        cell_clip: clip ``C_t`` to ``[-cell_clip, cell_clip]``; ``None``: no clip.
-        dtype: the params' floating-point dtype.
+        input_size, hidden_size: ``d``, and ``h`` the size of the cell ``C_t``.
+        forget_bias, dtype: the forget gate's initial bias; the params' floating-point dtype.
+        proj_size: ``0 < p < h`` projects ``H_t`` (the output and the carry's
+            ``h``) to ``p`` units with ``w_r`` (LeCun normal); ``w_h`` is then
+            ``(p, G*h)``, each gate's block with orthonormal rows. 0: none.
+        peephole, layer_norm, coupled, cell_clip: the variants of
+            :func:`lstm_step`. Peepholes start at 0 (a plain LSTM at first),
+            layer-norm gains at 1 and their biases at 0; ``cell_clip=None``
+            clips nothing.
 
     Example:
         >>> import jax, jaxrnn
@@ -189,22 +168,10 @@ def lstm_init(
     _checks.positive_or_none(cell_clip, "cell_clip")
     gates = 3 if coupled else 4
     kx, kh = jax.random.split(key)
-    if proj_size:
-        # Each gate's (p, h) block has orthonormal rows, as the (h, h) blocks are orthogonal.
-        orthogonal = jax.nn.initializers.orthogonal()
-        working = jnp.promote_types(dtype, jnp.float32)
-        blocks = [
-            orthogonal(k, (proj_size, hidden_size), working) for k in jax.random.split(kh, gates)
-        ]
-        w_h = jnp.concatenate(blocks, axis=-1).astype(dtype)
-        w_r = _initializers.input_weights(
-            jax.random.fold_in(key, 1), hidden_size, proj_size, 1, dtype
-        )
-    else:
-        w_h = _initializers.recurrent_weights(kh, hidden_size, gates, dtype)
-        w_r = None
-    forget = 0 if coupled else 1
-    b = jnp.zeros((gates, hidden_size), dtype).at[forget].set(forget_bias).reshape(-1)
+    w_h = _initializers.recurrent_weights(kh, hidden_size, gates, dtype, rows=proj_size or None)
+    kr = jax.random.fold_in(key, 1)
+    w_r = _initializers.input_weights(kr, hidden_size, proj_size, 1, dtype) if proj_size else None
+    b = jnp.zeros((gates, hidden_size), dtype).at[0 if coupled else 1].set(forget_bias).reshape(-1)
     norm = lambda size: _ln.layer_norm_init(size, dtype) if layer_norm else None
     return LSTMParams(
         w_x=_initializers.input_weights(kx, input_size, hidden_size, gates, dtype),
@@ -234,20 +201,16 @@ def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_m
         C_t &= F_t \odot C_{t-1} + I_t \odot \tilde C_t \\
         H_t &= O_t \odot \tanh(C_t)
 
-    The variants of :func:`lstm_init` change these equations as follows.
+    The variants of :func:`lstm_init` change them so:
 
-    * ``peephole``: ``+ w_{ci} ⊙ C_{t-1}`` inside ``I_t``, ``+ w_{cf} ⊙ C_{t-1}``
-      inside ``F_t`` and ``+ w_{co} ⊙ C_t`` inside ``O_t`` (the new cell).
+    * ``peephole``: ``+ w_ci ⊙ C_{t-1}`` in ``I_t``, ``+ w_cf ⊙ C_{t-1}`` in ``F_t``
+      and ``+ w_co ⊙ C_t`` (the new cell) in ``O_t``.
     * ``coupled``: :math:`I_t = 1 - F_t`; no input-gate weights.
-    * ``cell_clip``: :math:`C_t` is clipped to ``[-cell_clip, cell_clip]`` right
-      after its update, so the carry, the peephole on ``O_t`` and the output
-      all see the clipped value; the gradient is zero where it clips.
-    * ``layer_norm``: every pre-activation above is
-      :math:`\mathrm{LN}_x(X_t W_x) + \mathrm{LN}_h(H_{t-1} W_h) + b`
-      (peephole terms added after), each gate's block normalised on its own
-      with its own gain and bias (epsilon 1e-5), and
-      :math:`H_t = O_t \odot \tanh(\mathrm{LN}_c(C_t))`; the carried
-      :math:`C_t` is not normalised.
+    * ``cell_clip``: :math:`C_t` is clipped to ``[-cell_clip, cell_clip]`` right after
+      its update (for the carry, the peephole and the output); no gradient where it clips.
+    * ``layer_norm``: each pre-activation is ``LN_x(X_t W_x) + LN_h(H_{t-1} W_h) + b``
+      (peepholes added after), each gate's block normalised on its own (epsilon
+      1e-5), and :math:`H_t = O_t \odot \tanh(\mathrm{LN}_c(C_t))`; ``C_t`` is carried as is.
     * ``proj_size``: :math:`H_t = (O_t \odot \tanh(C_t)) W_r`, size ``p``.
 
     Args:
@@ -276,11 +239,9 @@ def lstm_step(params: LSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_m
 def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask=None):
     """:func:`lstm_step`, also returning the activations ``(i, f, g, o, tanh(C_t)[, extra])``.
 
-    The one place the LSTM equations are written; the fused gradient of
-    :func:`jaxrnn.scan` keeps these activations for its backward pass. With
-    ``coupled`` ``i`` is ``1 - f``; with layer norm ``tanh(C_t)`` is
-    ``tanh(LN(C_t))``. A variant adds ``extra``, a dict: the clipped cell
-    ``"c"`` (peephole or clip) and the normalisations' residuals ``"ln"``.
+    The one place the LSTM equations are written; the fused gradient of :func:`jaxrnn.scan`
+    keeps these activations. A variant adds ``extra``, a dict: the (clipped) cell ``"c"``
+    for peepholes or a clip, the normalisations' residuals ``"ln"``.
     """
     params.check()
     if not isinstance(carry, LSTMState):
@@ -302,10 +263,8 @@ def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask
     ax, ln_x = _ln.normalize(params.ln_x, x @ params.w_x, params.gates)
     ah, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, params.gates)
     gates = ax + ah + bias(params.b, x)
-    if params.coupled:
-        a_i, (a_f, a_g, a_o) = None, jnp.split(gates, 3, axis=-1)
-    else:
-        a_i, a_f, a_g, a_o = jnp.split(gates, 4, axis=-1)
+    blocks = jnp.split(gates, params.gates, axis=-1)
+    a_i, a_f, a_g, a_o = [None, *blocks] if params.coupled else blocks
     peep = _peepholes(params, x)
     if params.peephole:
         a_f = a_f + peep["f"] * carry.c
@@ -325,11 +284,8 @@ def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask
     if params.proj_size:
         h = h @ params.w_r
     activations = (i, f, g, o, tanh_c)
-    extra = {}
-    if params.peephole or params.cell_clip is not None:
-        extra["c"] = c
-    if params.layer_norm:
-        extra["ln"] = (ln_x, ln_h, ln_c)
+    extra = {"c": c} if params.peephole or params.cell_clip is not None else {}
+    extra |= {"ln": (ln_x, ln_h, ln_c)} if params.layer_norm else {}
     return LSTMState(h=h, c=c), h, activations + ((extra,) if extra else ())
 
 
@@ -394,25 +350,25 @@ def _param_grads(params, xs, carries_in, residuals, dgs, options):
     h_ins = _fused.masked_inputs(carries_in.h, options)
     if not (params.proj_size or params.layer_norm):
         dw_x, db, dxs = _fused.input_grads(params.w_x, xs, dgs)
-        dw_h = _fused.flat(h_ins).T @ _fused.flat(dgs)
+        dw_h = _fused.contract(h_ins, dgs)
         grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db)
         da = dgs
     else:
         da = dgs["a"]
         dw_x, _, dxs = _fused.input_grads(params.w_x, xs, dgs.get("x", da))
-        dw_h = _fused.flat(h_ins).T @ _fused.flat(dgs.get("h", da))
-        grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=_fused.flat(da).sum(0))
+        dw_h = _fused.contract(h_ins, dgs.get("h", da))
+        grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=_fused.sum_rows(da))
     extra = residuals[5] if len(residuals) > 5 else {}
     if params.proj_size:
         o, tanh_c = residuals[3:5]
-        dw_r = _fused.flat(o * tanh_c).T @ _fused.flat(dgs["out"])
+        dw_r = _fused.contract(o * tanh_c, dgs["out"])
         grads = dataclasses.replace(grads, w_r=dw_r)
     if params.peephole:
         blocks = jnp.split(da, params.gates, axis=-1)
         by_gate = dict(zip(("f", "g", "o") if params.coupled else "ifgo", blocks, strict=True))
         cells = {"i": carries_in.c, "f": carries_in.c, "o": extra["c"]}
         names = ("f", "o") if params.coupled else ("i", "f", "o")
-        dw_c = [_fused.flat(by_gate[n] * cells[n]).sum(0) for n in names]
+        dw_c = [_fused.sum_rows(by_gate[n] * cells[n]) for n in names]
         grads = dataclasses.replace(grads, w_c=jnp.concatenate(dw_c))
     if params.layer_norm:
         ln_x, ln_h, ln_c = extra["ln"]

@@ -173,8 +173,8 @@ def _param_grads(params, xs, hs, residuals, dgs, options):
     dw_x, db_x, dxs = _fused.input_grads(params.w_x, xs, dgs)
     dgh_n = dgs[..., n:] * f if params.reset_gate else dgs[..., n:]
     dgh = jnp.concatenate([dgs[..., :n], dgh_n], axis=-1)
-    dw_h = _fused.flat(_fused.masked_inputs(hs, options)).T @ _fused.flat(dgh)
-    db_h = _fused.flat(dgh_n).sum(0) if params.reset_gate else jnp.zeros_like(params.b_h)
+    dw_h = _fused.contract(_fused.masked_inputs(hs, options), dgh)
+    db_h = _fused.sum_rows(dgh_n) if params.reset_gate else jnp.zeros_like(params.b_h)
     return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b_x=db_x, b_h=db_h), dxs
 
 

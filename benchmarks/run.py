@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn
-from benchmarks import peers
+from benchmarks import peers, stacks
 
 SHAPES = {  # name -> (B, T, d = h)
     "standard": (32, 128, 256),
@@ -42,6 +42,11 @@ TARGET_VS_PYTORCH = {"lstm": 1.0, "gru": 1.3, "rnn": 1.3}
 TARGET_VS_JAX_PEER = 1.2
 TARGET_REMAT_MEMORY = 0.25
 TARGET_REMAT_TIME = 1.5
+# Two-layer bidirectional stacks with lengths.
+TARGET_STACK_FORWARD = 0.8  # x PyTorch
+TARGET_STACK_TRAIN = 1.0  # x PyTorch
+TARGET_STACK_VS_FLAX = 1.3  # x Flax Linen's Bidirectional(RNN) stack
+TARGET_LAYER_OVERHEAD = 0.05  # the NNX and Linen layers within 5% of stack_scan
 
 HERE = Path(__file__).resolve().parent
 
@@ -105,10 +110,10 @@ def interleaved(runs: dict, rounds: int, min_time: float) -> dict:
     }
 
 
-def speed_case(cell, mode, shape, args) -> dict:
+def speed_case(cell, mode, shape, args, implementations=peers.implementations) -> dict:
     B, T, d = shape
     cases, skipped = {}, {}
-    for name, build in peers.implementations(cell).items():
+    for name, build in implementations(cell).items():
         try:
             case = build(mode, B, T, d, d)
         except ImportError as e:
@@ -123,7 +128,7 @@ def speed_case(cell, mode, shape, args) -> dict:
     for name, t in timing.items():
         t["compile_s"] = cases[name].compile_s
         t["vs_pytorch"] = base / t["median_s"] if base else None
-    jax_peers = [n for n in timing if n not in ("pytorch", "jaxrnn")]
+    jax_peers = [n for n in timing if n != "pytorch" and not n.startswith("jaxrnn")]
     best = min(jax_peers, key=lambda n: timing[n]["median_s"]) if jax_peers else None
     result = {
         "cell": cell,
@@ -141,6 +146,17 @@ def speed_case(cell, mode, shape, args) -> dict:
     }
     del cases
     gc.collect()
+    return result
+
+
+def stack_case(cell, mode, shape, args) -> dict:
+    """A two-layer bidirectional stack with lengths; the layers' time over stack_scan's."""
+    result = speed_case(cell, mode, shape, args, stacks.implementations)
+    timing = result["timing"]
+    base = timing["jaxrnn"]["median_s"]
+    result["layer_overhead"] = {
+        name: timing[name]["median_s"] / base - 1 for name in ("jaxrnn.linen", "jaxrnn.nnx")
+    }
     return result
 
 
@@ -207,6 +223,30 @@ def targets(results) -> list[dict]:
                     "what": f"≥ {TARGET_VS_JAX_PEER}x best JAX peer ({r['best_jax_peer']})",
                     "got": r["vs_best_jax_peer"],
                     "met": r["vs_best_jax_peer"] >= TARGET_VS_JAX_PEER,
+                }
+            )
+    for r in results.get("stacks", []):
+        shape = f"2-layer bidir {r['cell']} {r['mode']} B={r['B']} T={r['T']} h={r['h']}"
+        vs_pt = r["timing"]["jaxrnn"]["vs_pytorch"]
+        goal = TARGET_STACK_FORWARD if r["mode"] == "forward" else TARGET_STACK_TRAIN
+        rows.append(
+            {"case": shape, "what": f"≥ {goal}x PyTorch", "got": vs_pt, "met": vs_pt >= goal}
+        )
+        rows.append(
+            {
+                "case": shape,
+                "what": f"≥ {TARGET_STACK_VS_FLAX}x Flax Bidirectional(RNN)",
+                "got": r["vs_best_jax_peer"],
+                "met": r["vs_best_jax_peer"] >= TARGET_STACK_VS_FLAX,
+            }
+        )
+        for name, overhead in r["layer_overhead"].items():
+            rows.append(
+                {
+                    "case": shape,
+                    "what": f"{name} ≤ {1 + TARGET_LAYER_OVERHEAD}x stack_scan's time",
+                    "got": 1 + overhead,
+                    "met": overhead <= TARGET_LAYER_OVERHEAD,
                 }
             )
     for m in results["memory"]:
@@ -304,6 +344,29 @@ def markdown(results) -> str:
             + " | ".join(cells)
             + " |"
         )
+    if results.get("stacks"):
+        lines += [
+            "",
+            "## Two-layer bidirectional stacks with lengths: milliseconds per call",
+            "",
+            "Lengths spread over [T/2, T]; PyTorch on a packed sequence, jaxrnn's"
+            " `stack_scan` and its Linen/NNX `Recurrent` layers on the same params, Flax"
+            " Linen's `Bidirectional(RNN(cell), RNN(cell))` twice. Ratios over jaxrnn's"
+            " `stack_scan`: above 1 it is faster.",
+            "",
+            "| cell | mode | B | T | h | " + " | ".join(stacks.implementations("lstm")) + " |",
+            "|---|---|---|---|---|" + "---|" * len(stacks.implementations("lstm")),
+        ]
+        for r in results["stacks"]:
+            base = r["timing"]["jaxrnn"]["median_s"]
+            cells = [
+                f"{_ms(t['median_s'])} ({_x(t['median_s'] / base)})" for t in r["timing"].values()
+            ]
+            lines.append(
+                f"| {r['cell']} | {r['mode']} | {r['B']} | {r['T']} | {r['h']} | "
+                + " | ".join(cells)
+                + " |"
+            )
     if results["memory"]:
         lines += [
             "",
@@ -364,6 +427,14 @@ def main(argv=None):
     parser.add_argument("--modes", nargs="+", default=list(peers.MODES), choices=peers.MODES)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per sample")
+    parser.add_argument(
+        "--stack-cells",
+        nargs="*",
+        default=list(stacks.CELLS),
+        choices=stacks.CELLS,
+        help="two-layer bidirectional stacks with lengths (standard shape, or --stack-shape)",
+    )
+    parser.add_argument("--stack-shape", default="standard", help="a shape name or B,T,d")
     parser.add_argument("--memory-T", type=int, nargs="*", default=None, help="default 2048 4096")
     parser.add_argument("--memory-batch", type=int, default=16)
     parser.add_argument("--memory-hidden", type=int, default=256)
@@ -389,6 +460,7 @@ def main(argv=None):
         "threads": threads(),
         "rounds": args.rounds,
         "speed": [],
+        "stacks": [],
         "memory": [],
     }
     for shape_name in args.shapes:
@@ -405,6 +477,19 @@ def main(argv=None):
                     ),
                     flush=True,
                 )
+    _, shape = parse_shape(args.stack_shape)
+    for cell in args.stack_cells:
+        for mode in args.modes:
+            r = stack_case(cell, mode, shape, args)
+            results["stacks"].append(r)
+            print(
+                f"stack 2x bidir {cell:4} {mode:7} B={shape[0]} T={shape[1]} d=h={shape[2]} "
+                + "  ".join(
+                    f"{n}: {_ms(t['median_s'])} ms ({_x(t['vs_pytorch'])})"
+                    for n, t in r["timing"].items()
+                ),
+                flush=True,
+            )
     for T in args.memory_T:
         mem = memory_case(T, args)
         results["memory"].append(mem)

@@ -6,12 +6,13 @@ import pytest
 
 pytest.importorskip("torch")
 run = pytest.importorskip("benchmarks.run")
+stacks = pytest.importorskip("benchmarks.stacks")
 
 
 def test_suite_runs_and_writes_results(tmp_path):
     argv = ["--shapes", "2,3,4", "--rounds", "1", "--min-time", "0", "--out-dir", str(tmp_path)]
     argv += ["--memory-T", "9", "--memory-batch", "2", "--memory-hidden", "4"]
-    argv += ["--memory-rounds", "1"]
+    argv += ["--memory-rounds", "1", "--stack-shape", "3,5,4"]
     run.main(argv)
     results = json.loads((tmp_path / "results.json").read_text())
     cases = {(r["cell"], r["mode"]) for r in results["speed"]}
@@ -19,10 +20,15 @@ def test_suite_runs_and_writes_results(tmp_path):
     for r in results["speed"]:
         assert {"pytorch", "jaxrnn"} <= set(r["timing"])
         assert r["timing"]["pytorch"]["vs_pytorch"] == 1.0
+    stack_cases = {(r["cell"], r["mode"]) for r in results["stacks"]}
+    assert stack_cases == {(c, m) for c in ("lstm", "gru") for m in ("forward", "train")}
+    for r in results["stacks"]:
+        assert set(r["timing"]) == set(stacks.implementations(r["cell"]))
+        assert set(r["layer_overhead"]) == {"jaxrnn.linen", "jaxrnn.nnx"}
     (memory,) = results["memory"]
     assert memory["T"] == 9 and memory["remat"]["peak_bytes"] > 0
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "## Targets" in text and "jaxrnn" in text
+    assert "## Targets" in text and "jaxrnn" in text and "bidirectional stacks" in text
 
 
 def test_profile_runs():

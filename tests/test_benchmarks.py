@@ -35,3 +35,10 @@ def test_profile_runs():
     profile = pytest.importorskip("benchmarks.profile")
     rows = profile.main(["--cell", "gru", "--mode", "train", "--shape", "2,3,4", "--top", "3"])
     assert rows and all(ms >= 0 for _, ms, _ in rows)
+
+
+def test_char_lm_e2e_runs():
+    e2e = pytest.importorskip("benchmarks.char_lm_e2e")
+    argv = ["--hidden-size", "8", "--batch-size", "2", "--seq-len", "3", "--rounds", "1"]
+    (row,) = e2e.main([*argv, "--min-time", "0"])
+    assert row["jaxrnn_chars_per_s"] > 0 and row["pytorch_chars_per_s"] > 0

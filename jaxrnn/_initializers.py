@@ -31,8 +31,10 @@ def input_weights(key, input_size: int, hidden_size: int, gates: int, dtype):
     return init(key, (input_size, gates * hidden_size), _working(dtype)).astype(dtype)
 
 
-def recurrent_weights(key, hidden_size: int, gates: int, dtype):
+def recurrent_weights(key, hidden_size: int, gates: int, dtype, rows: int | None = None):
+    """``(rows, gates*h)``, one orthogonal block per gate; ``rows < h`` (an LSTM with a
+    projection) gives each block orthonormal rows. ``rows`` defaults to ``h``."""
     init = jax.nn.initializers.orthogonal()
-    shape = (hidden_size, hidden_size)
+    shape = (hidden_size if rows is None else rows, hidden_size)
     blocks = [init(k, shape, _working(dtype)) for k in jax.random.split(key, gates)]
     return jnp.concatenate(blocks, axis=-1).astype(dtype)

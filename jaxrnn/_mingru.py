@@ -62,7 +62,7 @@ def mingru_step(params: MinGRUParams, carry: jax.Array, x: jax.Array):
     ``A_t = 1 - Z_t`` and ``B_t = Z_t ⊙ H~_t`` known from the inputs alone:
     :func:`jaxrnn.scan` of this step computes all of them with one matmul and
     solves the recurrence with an associative scan in ``O(log T)`` depth (see
-    :class:`jaxrnn._linear_scan.LinearRecurrence`); this step is its sequential
+    :class:`jaxrnn.LinearRecurrence`); this step is its sequential
     definition, for streaming one input at a time. ``g`` keeps ``H~_t`` positive
     and continuous (Feng et al.'s choice, which allows a log-space scan).
 

@@ -117,10 +117,17 @@ def main(argv=None):
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.5)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="PyTorch's threads (default: as many as XLA's CPU client uses); on a loaded"
+        " machine its spinning OpenMP threads can be far slower than one",
+    )
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(suite.threads())
+    torch.set_num_threads(args.torch_threads or suite.threads())
     rows = []
     for hidden in args.hidden_size:
         config = train.load_config(

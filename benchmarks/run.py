@@ -423,7 +423,7 @@ def main(argv=None):
         default=None,
         help=f"shape names ({', '.join(SHAPES)}) or B,T,d triples; default all",
     )
-    parser.add_argument("--cells", nargs="+", default=list(peers.CELLS), choices=peers.CELLS)
+    parser.add_argument("--cells", nargs="*", default=list(peers.CELLS), choices=peers.CELLS)
     parser.add_argument("--modes", nargs="+", default=list(peers.MODES), choices=peers.MODES)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per sample")

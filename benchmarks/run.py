@@ -440,6 +440,13 @@ def main(argv=None):
     parser.add_argument("--memory-hidden", type=int, default=256)
     parser.add_argument("--memory-rounds", type=int, default=3)
     parser.add_argument("--out-dir", type=Path, default=HERE)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="PyTorch's threads (default: as many as XLA's CPU client uses); on a loaded"
+        " machine its spinning OpenMP threads can be far slower than one",
+    )
     args = parser.parse_args(argv)
     if args.shapes is None:
         args.shapes = ["standard"] if args.quick else list(SHAPES)
@@ -451,7 +458,7 @@ def main(argv=None):
     try:
         import torch
 
-        torch.set_num_threads(threads())
+        torch.set_num_threads(args.torch_threads or threads())
     except ImportError:
         pass
 

@@ -25,6 +25,7 @@ from jaxrnn._fused import FusedGradient as FusedGradient
 from jaxrnn._gru import GRUParams as GRUParams
 from jaxrnn._gru import gru_init as gru_init
 from jaxrnn._gru import gru_step as gru_step
+from jaxrnn._layer_norm import LayerNormParams as LayerNormParams
 from jaxrnn._linear_scan import LinearRecurrence as LinearRecurrence
 from jaxrnn._lstm import LSTMParams as LSTMParams
 from jaxrnn._lstm import LSTMState as LSTMState

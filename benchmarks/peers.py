@@ -31,11 +31,11 @@ class Case:
     compile_s: float | None = None
 
 
-def _inputs(T, B, d, seed=0):
+def inputs(T, B, d, seed=0):
     return np.random.default_rng(seed).standard_normal((T, B, d), dtype=np.float32)
 
 
-def _jax_case(forward, params, xs, mode) -> Case:
+def jax_case(forward, params, xs, mode) -> Case:
     """Jits ``forward(params, xs) -> ys`` (or its training step) and times the compile."""
     if mode == "forward":
         fn = forward
@@ -50,14 +50,14 @@ def _jax_case(forward, params, xs, mode) -> Case:
 # jaxrnn: the public API, jaxrnn.scan with a built-in step.
 
 # PyTorch, Flax and Equinox apply the GRU's reset gate after the recurrent matmul.
-_OPTIONS = {"gru": {"reset_after": True}}
+OPTIONS = {"gru": {"reset_after": True}}
 
 
 def jaxrnn_case(cell, mode, B, T, d, h, *, remat=False):
     cell_ = jaxrnn.get_cell(cell)
-    params = cell_.init(jax.random.key(0), d, h, **_OPTIONS.get(cell, {}))
-    xs = jnp.asarray(_inputs(T, B, d))
-    return _jax_case(lambda p, xs: jaxrnn.scan(cell_.step, p, xs, remat=remat)[1], params, xs, mode)
+    params = cell_.init(jax.random.key(0), d, h, **OPTIONS.get(cell, {}))
+    xs = jnp.asarray(inputs(T, B, d))
+    return jax_case(lambda p, xs: jaxrnn.scan(cell_.step, p, xs, remat=remat)[1], params, xs, mode)
 
 
 # PyTorch: nn.RNN / nn.LSTM / nn.GRU, fused CPU kernels.
@@ -67,7 +67,7 @@ def torch_case(cell, mode, B, T, d, h):
     import torch
 
     module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](d, h)
-    xs = torch.from_numpy(_inputs(T, B, d))
+    xs = torch.from_numpy(inputs(T, B, d))
     if mode == "forward":
 
         def run():
@@ -99,9 +99,9 @@ def flax_case(cell_name, mode, B, T, d, h):
         "gru": nn.GRUCell,
     }[cell_name](features=h)
     model = nn.RNN(cell, time_major=True)
-    xs = jnp.asarray(_inputs(T, B, d))
+    xs = jnp.asarray(inputs(T, B, d))
     params = model.init(jax.random.key(0), xs)
-    return _jax_case(model.apply, params, xs, mode)
+    return jax_case(model.apply, params, xs, mode)
 
 
 # Haiku: hk.dynamic_unroll over a core.
@@ -118,9 +118,9 @@ def haiku_case(cell, mode, B, T, d, h):
         return ys
 
     model = hk.without_apply_rng(hk.transform(forward))
-    xs = jnp.asarray(_inputs(T, B, d))
+    xs = jnp.asarray(inputs(T, B, d))
     params = model.init(jax.random.key(0), xs)
-    return _jax_case(model.apply, params, xs, mode)
+    return jax_case(model.apply, params, xs, mode)
 
 
 # Equinox: a cell defined per example, vmapped over the batch, under lax.scan.
@@ -142,8 +142,8 @@ def equinox_case(cell, mode, B, T, d, h):
 
         return jax.lax.scan(body, carry0, xs)[1]
 
-    xs = jnp.asarray(_inputs(T, B, d))
-    return _jax_case(forward, module, xs, mode)
+    xs = jnp.asarray(inputs(T, B, d))
+    return jax_case(forward, module, xs, mode)
 
 
 def implementations(cell):

@@ -70,7 +70,8 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args(argv)
     B, T, d = (int(v) for v in args.shape.split(","))
-    init, step, options = peers._JAXRNN[args.cell]
+    cell = jaxrnn.get_cell(args.cell)
+    init, step, options = cell.init, cell.step, peers.OPTIONS.get(args.cell, {})
     params = init(jax.random.key(0), d, d, **options)
     xs = jax.random.normal(jax.random.key(1), (T, B, d))
     if args.hoisted:

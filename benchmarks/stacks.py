@@ -26,7 +26,6 @@ from benchmarks import peers
 
 CELLS = ("lstm", "gru")
 NUM_LAYERS = 2
-_OPTIONS = {"gru": {"reset_after": True}}
 
 
 def lengths_of(B, T, seed=0):
@@ -44,36 +43,36 @@ def _layers(cell, d, h):
         h,
         num_layers=NUM_LAYERS,
         bidirectional=True,
-        **_OPTIONS.get(cell, {}),
+        **peers.OPTIONS.get(cell, {}),
     )
 
 
 def jaxrnn_case(cell, mode, B, T, d, h):
     step = jaxrnn.get_cell(cell).step
-    xs, lengths = jnp.asarray(peers._inputs(T, B, d)), jnp.asarray(lengths_of(B, T))
+    xs, lengths = jnp.asarray(peers.inputs(T, B, d)), jnp.asarray(lengths_of(B, T))
 
     def forward(layers, xs):
         return jaxrnn.stack_scan(step, layers, xs, lengths=lengths)[1]
 
-    return peers._jax_case(forward, _layers(cell, d, h), xs, mode)
+    return peers.jax_case(forward, _layers(cell, d, h), xs, mode)
 
 
 def linen_case(cell, mode, B, T, d, h):
     model = jaxrnn.linen.Recurrent(
         h,
         cell=cell,
-        cell_options=_OPTIONS.get(cell, {}),
+        cell_options=peers.OPTIONS.get(cell, {}),
         num_layers=NUM_LAYERS,
         bidirectional=True,
         time_major=True,
     )
-    xs, lengths = jnp.asarray(peers._inputs(T, B, d)), jnp.asarray(lengths_of(B, T))
+    xs, lengths = jnp.asarray(peers.inputs(T, B, d)), jnp.asarray(lengths_of(B, T))
     variables = {"params": {"layers": _layers(cell, d, h)}}
 
     def forward(variables, xs):
         return model.apply(variables, xs, lengths=lengths)
 
-    return peers._jax_case(forward, variables, xs, mode)
+    return peers.jax_case(forward, variables, xs, mode)
 
 
 def nnx_case(cell, mode, B, T, d, h):
@@ -81,12 +80,12 @@ def nnx_case(cell, mode, B, T, d, h):
 
     model = jaxrnn.nnx.Recurrent.from_layers(_layers(cell, d, h), time_major=True)
     graphdef, state = nnx.split(model)
-    xs, lengths = jnp.asarray(peers._inputs(T, B, d)), jnp.asarray(lengths_of(B, T))
+    xs, lengths = jnp.asarray(peers.inputs(T, B, d)), jnp.asarray(lengths_of(B, T))
 
     def forward(state, xs):
         return nnx.merge(graphdef, state)(xs, lengths=lengths)
 
-    return peers._jax_case(forward, state, xs, mode)
+    return peers.jax_case(forward, state, xs, mode)
 
 
 def flax_case(cell, mode, B, T, d, h):
@@ -106,13 +105,13 @@ def flax_case(cell, mode, B, T, d, h):
             return xs
 
     model = Stack()
-    xs, lengths = jnp.asarray(peers._inputs(T, B, d)), jnp.asarray(lengths_of(B, T))
+    xs, lengths = jnp.asarray(peers.inputs(T, B, d)), jnp.asarray(lengths_of(B, T))
     params = model.init(jax.random.key(0), xs, lengths)
 
     def forward(params, xs):
         return model.apply(params, xs, lengths)
 
-    return peers._jax_case(forward, params, xs, mode)
+    return peers.jax_case(forward, params, xs, mode)
 
 
 def torch_case(cell, mode, B, T, d, h):
@@ -122,7 +121,7 @@ def torch_case(cell, mode, B, T, d, h):
     module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](
         d, h, num_layers=NUM_LAYERS, bidirectional=True
     )
-    xs = torch.from_numpy(peers._inputs(T, B, d))
+    xs = torch.from_numpy(peers.inputs(T, B, d))
     lengths = torch.from_numpy(lengths_of(B, T)).long()
 
     def forward():

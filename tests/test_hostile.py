@@ -150,7 +150,7 @@ def _replace(params, **fields):
         ("rnn_tanh", "w_h", (H, 4 * H), r"params.w_h: expected shape \(4, 4\)"),
         ("rnn_tanh", "b", (), r"params.b: expected a 1-D array, got shape \(\)"),
         ("lstm", "b", (H,), r"params.b: expected shape \(16,\) .* got \(4,\)"),
-        ("lstm", "w_x", (D, 3 * H), r"params.w_x: expected shape \(3, 16\) .* got \(3, 12\)"),
+        ("lstm", "w_h", (H, 3 * H), r"params.w_h: expected shape \(4, 16\) .* got \(4, 12\)"),
         ("gru", "b_h", (2 * H,), r"params.b_h: expected shape \(12,\) .* got \(8,\)"),
         ("gru", "w_h", (H, 3 * H + 3), r"params.w_h: expected shape \(4, 12\) .* got \(4, 15\)"),
     ],

@@ -84,7 +84,10 @@ def scan(
     Returns:
         ``(final_carry, ys)`` with ``ys`` of shape ``(T, *batch, h)``.
 
-    The built-in cells' rule (:class:`jaxrnn.FusedGradient`) has a backward loop
+    minGRU and minLSTM register a :class:`jaxrnn.LinearRecurrence`, which solves
+    their recurrence ``H_t = A_t ⊙ H_{t-1} + B_t`` for the whole sequence with a
+    blocked associative scan (O(log T) depth), lengths and resets inside the
+    operator. The other built-in cells' rule (:class:`jaxrnn.FusedGradient`) has a backward loop
     that carries only the carry's cotangent, and computes the weight gradients
     as single matmuls over all steps, which is faster than differentiating each
     step. Values and gradients are those of the plain loop. Being a

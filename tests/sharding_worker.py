@@ -10,9 +10,10 @@ import os
 import re
 import sys
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-).strip()
+if __name__ == "__main__":  # before JAX starts; a mere import leaves JAX alone
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    ).strip()
 
 import jax
 import jax.numpy as jnp

@@ -10,6 +10,7 @@ def x64():
     with jax.enable_x64(True):
         yield
 
+
 # Worker scripts that run in their own process with several host devices: importing
 # one here (as --doctest-modules would) would change this process's device count.
 collect_ignore = ["sharding_worker.py", "data_parallel_worker.py"]

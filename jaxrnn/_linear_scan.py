@@ -94,8 +94,15 @@ class LinearRecurrence:
     coefficients: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
     block: int = BLOCK
 
-    def __call__(self, params, carry, carry0, xs, keep, reset, *, reverse, unroll, options):
-        """``(carry, ys)`` of the masked scan (see :mod:`jaxrnn._masking`)."""
+    def __call__(
+        self, params, carry, carry0, xs, keep, reset, *, reverse, unroll, options, axis_name=None
+    ):
+        """``(carry, ys)`` of the masked scan (see :mod:`jaxrnn._masking`).
+
+        With ``axis_name``, ``xs``, ``keep`` and ``reset`` are one device's slice
+        of a sequence split over that mesh axis (:func:`sharded_linear_scan`);
+        ``carry``, ``carry0`` and the returned carry are the whole sequence's.
+        """
         del unroll  # there is no sequential loop to unroll
         if options:
             raise TypeError(
@@ -109,10 +116,15 @@ class LinearRecurrence:
         if keep is not None:  # padding: the identity map
             a = where(keep, a, jnp.ones_like(a))
             b = where(keep, b, jnp.zeros_like(b))
-        hs = linear_scan(a, b, h_in, reverse=reverse, block=self.block)
-        if xs.shape[0] == 0:
-            return carry, hs.astype(carry.dtype)
-        final = hs[0] if reverse else hs[-1]
+        if axis_name is not None:
+            hs, final = sharded_linear_scan(
+                a, b, h_in, axis_name, reverse=reverse, block=self.block
+            )
+        else:
+            hs = linear_scan(a, b, h_in, reverse=reverse, block=self.block)
+            if xs.shape[0] == 0:
+                return carry, hs.astype(carry.dtype)
+            final = hs[0] if reverse else hs[-1]
         if keep is not None:
             hs = where(keep, hs, jnp.zeros_like(hs))
         return final.astype(carry.dtype), hs.astype(carry.dtype)
@@ -204,6 +216,61 @@ def linear_scan(a, b, h0, *, reverse=False, block=BLOCK):
     return _linear_scan(bool(reverse), block, a, b, h0)
 
 
+def sharded_linear_scan(a, b, h0, axis_name, *, reverse=False, block=BLOCK):
+    """:func:`linear_scan` of a sequence whose time axis is split over the mesh axis ``axis_name``.
+
+    For use inside :func:`jax.shard_map` (or ``pmap``): ``a, b (T_k, *shape)``
+    are device ``k``'s slice of the sequence, the ``k``-th of ``n`` in order
+    along ``axis_name``, and ``h0`` is the state before the whole sequence, the
+    same on every device. Three stages, the carry correction of a linear
+    recurrence (as RecurrentGemma shards its RG-LRU over time):
+
+    1. each device folds its slice into one map ``h -> A h + B``: ``A`` is the
+       product of its ``a_t`` and ``B`` its final state from a zero state (one
+       pass over the slice, in blocks);
+    2. the ``n`` maps are gathered from all devices (``2n`` arrays of ``shape``,
+       the only communication) and composed in the recurrence's order, which
+       gives the true incoming state of every slice and the final state;
+    3. each device solves its slice from its incoming state (:func:`linear_scan`).
+
+    Time and memory per device are those of a ``T_k``-step scan; no device
+    holds more than its slice. Gradients flow through all three stages (the
+    gather's transpose is a reduce-scatter), so they equal those of the
+    unsharded scan up to rounding.
+
+    Args:
+        a, b: ``(T_k, *shape)``, this device's coefficients.
+        h0: ``(*shape)``, the state before the first step of the whole sequence
+            (after the last, if ``reverse``).
+        axis_name: the mesh axis (or tuple of axes) the time axis is split over.
+        reverse: run from the last step of the last device back to the first.
+        block: as for :func:`linear_scan`.
+
+    Returns:
+        ``(hs, final)``: this device's states ``(T_k, *shape)``, and the state
+        after the whole sequence, the same on (and invariant over) every device.
+    """
+    if a.shape[0] == 0:  # every slice is empty
+        return b, h0
+    totals = jax.tree.map(lambda x: lax.all_gather(x, axis_name), _total(a, b, reverse, block))
+    ends = _ends(totals, h0, reverse)
+    starts = _shift(ends, h0, reverse)
+    index = lax.axis_index(axis_name)
+    hs = linear_scan(a, b, starts[index], reverse=reverse, block=block)
+    # Every device computed the same final state from the same gathered maps; a
+    # sum with the others' zeros says so to shard_map (an output it may replicate).
+    final = ends[0] if reverse else ends[-1]
+    final = lax.psum(jnp.where(index == 0, final, jnp.zeros_like(final)), axis_name)
+    return hs, final
+
+
+def _total(a, b, reverse, block):
+    """The map ``h -> A h + B`` of all ``T > 0`` steps of ``a, b (T, *shape)``, in one pass."""
+    totals = _block_totals(*_in_blocks(a, b, min(block, a.shape[0])), reverse)
+    through = lax.associative_scan(_combine, totals, reverse=reverse)
+    return jax.tree.map(lambda x: x[0 if reverse else -1], through)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _linear_scan(reverse, block, a, b, h0):
     return _solve(a, b, h0, reverse, block)
@@ -257,15 +324,11 @@ def _solve(a, b, h0, reverse, block):
     return lax.associative_scan(_combine, (a, b), reverse=reverse)[1]
 
 
-def _blocked(a, b, h0, reverse, block):
-    """:func:`_solve` of ``a, b (T, *shape)`` in blocks of ``block`` steps.
+def _in_blocks(a, b, block):
+    """``a, b (T, *shape)`` as ``(n, block, *shape)``, ``n = ceil(T / block)``.
 
-    Time is cut into ``n = ceil(T / block)`` blocks, padded at the end with
-    identity pairs ``(1, 0)``, which leave every state in either direction as
-    it is. Three passes: each block's total map (``block`` vectorised steps over
-    all ``n`` blocks at once), the associative scan of the ``n`` totals (each
-    block's incoming state), and each block's own states from it, written over
-    ``b`` in place.
+    The end is padded with identity pairs ``(1, 0)``, which leave every state in
+    either direction as it is.
     """
     length, shape = a.shape[0], a.shape[1:]
     n = -(-length // block)
@@ -273,31 +336,52 @@ def _blocked(a, b, h0, reverse, block):
     if pad:
         a = jnp.concatenate([a, jnp.ones((pad, *shape), a.dtype)])
         b = jnp.concatenate([b, jnp.zeros((pad, *shape), b.dtype)])
-    a = a.reshape(n, block, *shape)
-    b = b.reshape(n, block, *shape)
+    return a.reshape(n, block, *shape), b.reshape(n, block, *shape)
 
-    def position(i):  # the i-th step of every block, in the recurrence's order
-        return block - 1 - i if reverse else i
 
-    def total(i, acc):
-        j = position(i)
-        at = lax.dynamic_index_in_dim(a, j, 1, keepdims=False)
-        bt = lax.dynamic_index_in_dim(b, j, 1, keepdims=False)
-        return _combine(acc, (at, bt))
+def _position(i, block, reverse):
+    """The ``i``-th step of every block, in the recurrence's order."""
+    return block - 1 - i if reverse else i
 
-    identity = (jnp.ones((n, *shape), a.dtype), jnp.zeros((n, *shape), a.dtype))
-    totals = lax.fori_loop(0, block, total, identity)
+
+def _block_totals(a, b, reverse):
+    """Each block's total map ``(A, B)`` for blocked ``a, b (n, block, *shape)``:
+    ``block`` vectorised steps over all ``n`` blocks at once."""
+    block = a.shape[1]
+
+    def pair(i):
+        j = _position(i, block, reverse)
+        return tuple(lax.dynamic_index_in_dim(x, j, 1, keepdims=False) for x in (a, b))
+
+    # Started from the first pair, not the identity: inside shard_map the loop's
+    # carry then varies over the devices from the start, as its body's result does.
+    return lax.fori_loop(1, block, lambda i, acc: _combine(acc, pair(i)), pair(0))
+
+
+def _ends(totals, h0, reverse):
+    """The state after each of a run of maps ``totals (n, *shape)``, from ``h0``."""
     through_a, through_b = lax.associative_scan(_combine, totals, reverse=reverse)
-    ends = through_a * h0[None] + through_b  # the state after each block
-    starts = _shift(ends, h0, reverse)
+    return through_a * h0[None] + through_b
+
+
+def _blocked(a, b, h0, reverse, block):
+    """:func:`_solve` of ``a, b (T, *shape)`` in blocks of ``block`` steps.
+
+    Three passes over time cut into blocks (:func:`_in_blocks`): each block's
+    total map, the associative scan of the totals (each block's incoming
+    state), and each block's own states from it, written over ``b`` in place.
+    """
+    length, shape = a.shape[0], a.shape[1:]
+    a, b = _in_blocks(a, b, block)
+    starts = _shift(_ends(_block_totals(a, b, reverse), h0, reverse), h0, reverse)
 
     def states(i, carry):
         h, hs = carry  # hs holds b where it has not been overwritten yet
-        j = position(i)
+        j = _position(i, block, reverse)
         at = lax.dynamic_index_in_dim(a, j, 1, keepdims=False)
         h = at * h + lax.dynamic_index_in_dim(hs, j, 1, keepdims=False)
         return h, lax.dynamic_update_index_in_dim(hs, h, j, 1)
 
     _, hs = lax.fori_loop(0, block, states, (starts, b))
-    hs = hs.reshape(n * block, *shape)
-    return hs[:length] if pad else hs
+    hs = hs.reshape(-1, *shape)
+    return hs[:length]

@@ -42,15 +42,20 @@ def masked_body(step_fn, carry0):
     return body
 
 
-def valid_steps(lengths, length, batch, xs_shape):
-    """``(T, *batch)`` bool: ``t < lengths``, exact for lengths of any integer dtype."""
+def valid_steps(lengths, length, batch, xs_shape, *, offset=0, total=None):
+    """``(T, *batch)`` bool: ``t < lengths``, exact for lengths of any integer dtype.
+
+    ``offset`` is the index of the first of these ``T`` steps in a sequence of
+    ``total`` steps (default ``T``), as on one device of a time-sharded scan.
+    """
     lengths = jnp.asarray(lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
     _checks.check_shape(lengths, batch, "lengths", f"the batch axes of xs {xs_shape}")
     # Clip in the lengths' own dtype (no value of it exceeds its max), then compare in
     # int32: a step counter in a narrow dtype would wrap around.
-    top = min(length, int(jnp.iinfo(lengths.dtype).max))
+    top = min(length if total is None else total, int(jnp.iinfo(lengths.dtype).max))
     lengths = jnp.clip(lengths, 0, top).astype(jnp.int32)
-    steps = jnp.arange(length, dtype=jnp.int32).reshape((length,) + (1,) * len(batch))
+    steps = jnp.arange(length, dtype=jnp.int32) + offset
+    steps = steps.reshape((length,) + (1,) * len(batch))
     return steps < lengths[None]

@@ -14,6 +14,7 @@ from jax import lax
 from jaxrnn import _checks
 from jaxrnn._carry import initial_carry
 from jaxrnn._cell import scan_rule
+from jaxrnn._linear_scan import LinearRecurrence
 from jaxrnn._masking import masked_body, valid_steps, where
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
@@ -31,6 +32,7 @@ def scan(
     unroll: int | bool = 1,
     remat: bool = False,
     gradient: str = "auto",
+    axis_name=None,
 ):
     """Runs ``step`` over the leading (time) axis of ``xs``.
 
@@ -80,6 +82,16 @@ def scan(
             ``"autodiff"`` always runs ``lax.scan`` of ``step`` and lets JAX
             differentiate it, which supports every transformation, forward
             mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) included.
+        axis_name: shard the time axis (minGRU, minLSTM: cells whose scan rule is
+            a :class:`jaxrnn.LinearRecurrence`). Inside :func:`jax.shard_map` with
+            the time axis of ``xs`` split in order over this mesh axis (or tuple
+            of axes), as ``P(axis_name)`` splits it: ``xs``, ``resets`` and the
+            returned ``ys`` are this device's slice of consecutive steps;
+            ``lengths`` counts steps of the whole sequence; ``carry`` is the
+            state before the whole sequence and the returned carry the state
+            after it, the same on every device (``P()``). Values and gradients
+            are those of the unsharded scan, up to rounding. See "Long
+            sequences across devices" below.
 
     Returns:
         ``(final_carry, ys)`` with ``ys`` of shape ``(T, *batch, h)``.
@@ -93,6 +105,24 @@ def scan(
     step. Values and gradients are those of the plain loop. Being a
     ``jax.custom_vjp``, it has no forward mode: use ``gradient="autodiff"``
     for that.
+
+    **Long sequences across devices.** A linear recurrence needs no step's
+    output to start the next device's slice: each device folds its slice into
+    one map ``h -> A h + B`` from a zero state (``A`` the product of its
+    ``A_t``), the maps of all devices are gathered and composed, and each device
+    solves its slice from its true incoming state (the carry correction with
+    which RecurrentGemma shards its linear recurrence over time). Per device that is the
+    time and memory of a ``T / n``-step scan, plus ``2n`` state-sized arrays
+    of communication::
+
+        mesh = jax.make_mesh((4,), ("time",))
+        xs = jax.device_put(xs, NamedSharding(mesh, P("time")))  # (T, *batch, d)
+
+        @jax.jit
+        @functools.partial(jax.shard_map, mesh=mesh,
+                           in_specs=(P(), P("time")), out_specs=(P(), P("time")))
+        def run(params, xs):  # xs: (T / 4, *batch, d) on each device
+            return jaxrnn.scan(jaxrnn.mingru_step, params, xs, axis_name="time")
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn
@@ -113,6 +143,9 @@ def scan(
         raise ValueError(f"gradient: expected one of {', '.join(GRADIENTS)}, got {gradient!r}")
     if not isinstance(unroll, int) or (not isinstance(unroll, bool) and unroll < 1):
         raise ValueError(f"unroll: expected a positive int or a bool, got {unroll!r}")
+    offset, total = 0, None  # this device's first step; the whole sequence's length
+    if axis_name is not None:
+        offset, total = _time_shard(step, params, axis_name, gradient, remat, xs.shape[0])
     length, batch = xs.shape[0], tuple(xs.shape[1:-1])
     input_size = getattr(params, "input_size", None)
     if isinstance(input_size, int):
@@ -122,7 +155,7 @@ def scan(
 
     valid = None
     if lengths is not None:
-        valid = valid_steps(lengths, length, batch, xs.shape)
+        valid = valid_steps(lengths, length, batch, xs.shape, offset=offset, total=total)
         _checks.check_batch_leading(carry, batch, "carry", "lengths")
         # Padding never reaches the step, so NaN there cannot reach a gradient.
         xs = where(valid, xs, jnp.zeros_like(xs))
@@ -142,6 +175,7 @@ def scan(
     found = scan_rule(step, params) if gradient == "auto" else None
     if found is not None:
         rule, options = found
+        sharding = {} if axis_name is None else {"axis_name": axis_name}
         # The step's own trace-time checks, with its messages; the rule below
         # would otherwise report problems in its own terms.
         x = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
@@ -151,7 +185,7 @@ def scan(
             x, keep, reset = inputs
             return rule(
                 params, carry, carry0, x, keep, reset, reverse=reverse, unroll=unroll,
-                options=options,
+                options=options, **sharding,
             )  # fmt: skip
 
     else:
@@ -168,6 +202,31 @@ def scan(
 
 #: The values of :func:`scan`'s ``gradient`` switch.
 GRADIENTS = ("auto", "autodiff")
+
+
+def _time_shard(step, params, axis_name, gradient, remat, length):
+    """Checks :func:`scan`'s ``axis_name``; ``(offset, total)``: this device's first
+    step and the whole sequence's length (both traced inside ``shard_map``)."""
+    found = scan_rule(step, params) if gradient == "auto" else None
+    if found is None or not isinstance(found[0], LinearRecurrence):
+        what = (
+            "gradient='autodiff'"
+            if gradient != "auto"
+            else f"the step {getattr(step, '__name__', step)!r}"
+        )
+        raise ValueError(
+            f"axis_name: sharding the time axis needs a cell whose scan rule is a "
+            f"LinearRecurrence (mingru, minlstm) and gradient='auto', got {what}"
+        )
+    if remat:
+        raise ValueError("remat: a time-sharded scan keeps no activations to rematerialise")
+    try:
+        index, devices = lax.axis_index(axis_name), lax.axis_size(axis_name)
+    except NameError as e:
+        raise ValueError(
+            f"axis_name: {axis_name!r} is not a mesh axis of the enclosing jax.shard_map ({e})"
+        ) from None
+    return index * length, devices * length
 
 
 def _chunked_remat_scan(loop, carry, inputs, length, reverse):

@@ -5,6 +5,7 @@ host devices is fixed when JAX starts (``XLA_FLAGS``). Each check compares the
 sharded run with the same computation on unsharded inputs on one device.
 """
 
+import functools
 import json
 import os
 import re
@@ -128,7 +129,74 @@ def main():
         "ys_spec": str(got.sharding.spec),
         "value_diff": max_difference(got, apply(variables, inputs, lengths)),
     }
+    report["time"] = time_sharding()
     json.dump(report, sys.stdout)
+
+
+def relative_difference(a, b):
+    """max |a - b| / max |b| over the leaves of two pytrees, leaf by leaf."""
+    return max(
+        float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+        / max(float(np.max(np.abs(np.asarray(y, np.float64)))), 1e-30)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+def gathered_elements(hlo_line):
+    """The number of elements an HLO line's all-gather produces (0 for other lines)."""
+    match = re.search(r"=(.*?)\ball-gather(-start)?\(", hlo_line)
+    if match is None:
+        return 0
+    shapes = re.findall(r"\[([\d,]*)\]", match.group(1))
+    return sum(int(np.prod([int(n) for n in dims.split(",") if n])) for dims in shapes)
+
+
+def time_sharding(length=4096, batch=3):
+    """minGRU and minLSTM with the time axis split over the 4 devices (``axis_name``),
+    against the unsharded scan: values, gradients, and what is communicated."""
+    mesh = Mesh(np.array(jax.devices()), ("time",))
+    xs = jax.random.normal(jax.random.key(6), (length, batch, D))
+    lengths = jnp.array([length, 1500, 0], jnp.int16)  # one ends inside device 1's slice
+    resets = jax.random.bernoulli(jax.random.key(7), 0.002, (length, batch))
+    h0 = jax.random.normal(jax.random.key(8), (batch, H))
+    args = (xs, h0, lengths, resets)
+    out = {}
+    for name in ("mingru", "minlstm"):
+        cell = jaxrnn.get_cell(name)
+        params = cell.init(jax.random.key(9), D, H)
+        for reverse in (False, True):
+
+            def run(params, xs, h0, lengths, resets, axis_name=None, cell=cell, reverse=reverse):
+                return jaxrnn.scan(
+                    cell.step, params, xs, carry=h0, lengths=lengths, resets=resets,
+                    reverse=reverse, axis_name=axis_name,
+                )  # fmt: skip
+
+            sharded = jax.shard_map(
+                functools.partial(run, axis_name="time"),
+                mesh=mesh,
+                in_specs=(P(), P("time"), P(), P(), P("time")),
+                out_specs=(P(), P("time")),
+            )
+
+            def loss(params, xs, h0, lengths, resets, fn):
+                final, ys = fn(params, xs, h0, lengths, resets)
+                return jnp.sum(jnp.sin(3 * ys)) + jnp.sum(final**2)
+
+            grad = jax.jit(jax.grad(loss, (0, 1, 2)), static_argnums=5)
+            got, want = jax.jit(sharded)(params, *args), jax.jit(run)(params, *args)
+            hlo = jax.jit(sharded).lower(params, *args).compile().as_text()
+            gathered = [gathered_elements(line) for line in hlo.splitlines()]
+            out[f"{name}_reverse={reverse}"] = {
+                "ys_spec": str(got[1].sharding.spec),
+                "value_diff": relative_difference(got, want),
+                "grad_diff": relative_difference(
+                    grad(params, *args, sharded), grad(params, *args, run)
+                ),
+                "largest_gather": max(gathered, default=0),
+                "collectives": collectives(sharded, params, *args),
+            }
+    return out
 
 
 if __name__ == "__main__":

@@ -347,3 +347,77 @@ def test_checks_name_the_argument():
         jaxrnn.scan(step, params.__class__(params.w_x, params.b[:5]), jnp.ones((3, D)))
     with pytest.raises(TypeError, match="x: expected dtype float32"):
         step(params, jnp.zeros(H), jnp.ones(D, jnp.bfloat16))
+
+
+# Time sharding (``axis_name``) ------------------------------------------------------------
+# ``jax.vmap`` with an axis name runs the same collectives as n devices would, so the carry
+# correction is checked here for any device count; tests/test_sharding.py runs it on 4 real
+# (host) devices at T=4096.
+
+
+def time_sharded(step, params, xs, *, devices, **kwargs):
+    """``jaxrnn.scan`` with the time axis of ``xs`` (and ``resets``) cut into ``devices``
+    slices, one per member of a vmapped axis named "time": ``(final carry of each
+    device, ys)``."""
+
+    def cut(a):
+        return a.reshape(devices, a.shape[0] // devices, *a.shape[1:])
+
+    resets = kwargs.pop("resets", None)
+
+    def one(xs, resets):
+        return jaxrnn.scan(step, params, xs, resets=resets, axis_name="time", **kwargs)
+
+    final, ys = jax.vmap(one, axis_name="time", in_axes=(0, None if resets is None else 0))(
+        cut(xs), None if resets is None else cut(resets)
+    )
+    return final, ys.reshape(-1, *ys.shape[2:])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("devices", "steps"), [(1, 7), (2, 40), (3, 7), (5, 37)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_time_sharded_scan_equals_the_step_loop(name, devices, steps, reverse):
+    params, step = make(name)
+    length = devices * steps
+    xs = jax.random.normal(jax.random.key(1), (length, 3, D))
+    carry = jax.random.normal(jax.random.key(2), (3, H))
+    # One sequence ends inside a middle slice, one at 0, one beyond T; an int8 count.
+    lengths = jnp.array([length // 2 + 1, 0, 127], jnp.int8)
+    resets = jax.random.bernoulli(jax.random.key(3), 0.1, (length, 3))
+    kwargs = dict(carry=carry, lengths=lengths, resets=resets, reverse=reverse)
+
+    def loss(scan, params, carry, xs):
+        final, ys = scan(step, params, xs, **{**kwargs, "carry": carry})
+        return loss_weights(ys, final), (final, ys)
+
+    def sharded(*args, **kwargs):
+        final, ys = time_sharded(*args, devices=devices, **kwargs)
+        return final[0], ys
+
+    finals = time_sharded(step, params, xs, devices=devices, **kwargs)[0]
+    for k in range(1, devices):  # the final carry is the same on every device
+        np.testing.assert_array_equal(finals[k], finals[0])
+    got = jit(jax.value_and_grad(functools.partial(loss, sharded), (0, 1, 2), has_aux=True))
+    want = jit(jax.value_and_grad(functools.partial(loss, reference_scan), (0, 1, 2), has_aux=True))
+    tree_close(got(params, carry, xs), want(params, carry, xs), rtol=1e-5, atol=1e-5)
+
+
+def test_time_sharding_refuses_what_it_cannot_shard():
+    params, step = make("mingru")
+    xs = jnp.ones((2, 4, 3, D))
+
+    def sharded(step, params, **kwargs):
+        return jax.vmap(lambda x: jaxrnn.scan(step, params, x, **kwargs), axis_name="time")(xs)
+
+    with pytest.raises(ValueError, match=r"axis_name: sharding the time axis needs .*'lstm_step'"):
+        lstm = jaxrnn.lstm_init(jax.random.key(0), D, H)
+        sharded(jaxrnn.lstm_step, lstm, axis_name="time")
+    with pytest.raises(ValueError, match=r"axis_name: .*got gradient='autodiff'"):
+        sharded(step, params, axis_name="time", gradient="autodiff")
+    with pytest.raises(ValueError, match="remat: a time-sharded scan"):
+        sharded(step, params, axis_name="time", remat=True)
+    with pytest.raises(ValueError, match="axis_name: 'seq' is not a mesh axis"):
+        sharded(step, params, axis_name="seq")
+    with pytest.raises(ValueError, match="axis_name: 'time' is not a mesh axis"):
+        jaxrnn.scan(step, params, xs[0], axis_name="time")  # outside shard_map

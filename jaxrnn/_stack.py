@@ -136,7 +136,8 @@ def stack_scan(
     Returns:
         ``(carry, ys)``: the final state of every layer and direction, nested like
         ``layers``, and the last layer's outputs ``(T, *batch, h * directions)``
-        (zero past each sequence's length).
+        (``proj_size * directions`` for a projected LSTM; zero past each
+        sequence's length).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn

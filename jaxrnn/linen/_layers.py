@@ -83,7 +83,8 @@ class Recurrent(nn.Module):
                 from the ``'dropout'`` RNG stream.
 
         Returns:
-            ``ys`` of shape ``(*batch, T, h * directions)`` (zero past each length),
+            ``ys`` of shape ``(*batch, T, h * directions)`` (``h`` is the LSTM's
+            ``proj_size`` where it has one; zero past each length),
             or ``(carry, ys)`` with ``return_carry=True``.
         """
         check_rates(self.dropout, self.recurrent_dropout, self.zoneout)

@@ -90,7 +90,9 @@ class LSTMCell(_NamedCell):
     """LSTM cell; equations in :func:`jaxrnn.lstm_step`, carry a :class:`jaxrnn.LSTMState`.
 
     ``LSTMCell(in_features, hidden_features, *, forget_bias=1.0, dtype=float32,
-    params=None, rngs=None)``.
+    proj_size=0, peephole=False, layer_norm=False, coupled=False,
+    cell_clip=None, params=None, rngs=None)``: the options are those of
+    :func:`jaxrnn.lstm_init`.
     """
 
     cell_name = "lstm"
@@ -99,8 +101,9 @@ class LSTMCell(_NamedCell):
 class GRUCell(_NamedCell):
     """GRU cell; equations in :func:`jaxrnn.gru_step`.
 
-    ``GRUCell(in_features, hidden_features, *, reset_after=False, dtype=float32,
-    params=None, rngs=None)``.
+    ``GRUCell(in_features, hidden_features, *, reset_after=False, layer_norm=False,
+    dtype=float32, params=None, rngs=None)``: the options are those of
+    :func:`jaxrnn.gru_init`.
     """
 
     cell_name = "gru"

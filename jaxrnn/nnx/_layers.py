@@ -127,7 +127,8 @@ class Recurrent(nnx.Module):
                 zoneout in training mode; no key is stored in the module.
 
         Returns:
-            ``ys`` of shape ``(*batch, T, h * directions)`` (zero past each length),
+            ``ys`` of shape ``(*batch, T, h * directions)`` (``h`` is the LSTM's
+            ``proj_size`` where it has one; zero past each length),
             or ``(carry, ys)`` with ``return_carry=True``.
         """
         key = None

@@ -77,6 +77,8 @@ class Config:
     seed: common.Seed
     cell_options: dict = dataclasses.field(default_factory=dict)
     reset_prob: Annotated[float, train.Range(ge=0, le=1)] = 0.0
+    output_dropout: common.Dropout = 0.0
+    lr_decay: Annotated[float, train.Range(ge=0, le=1)] = 1.0
     devices: common.Devices = None
 
     def __post_init__(self):
@@ -236,11 +238,23 @@ def chunk_loss(config: Config, params, carry, ids, targets, key=None):
     """Mean cross-entropy (nats) of one time-major chunk ``ids, targets (T, B)``."""
     step = jaxrnn.get_cell(config.cell).step
     xs = params["embed"][ids]
+    layers_key, output_key = key, None
+    if key is not None and config.output_dropout > 0:
+        layers_key, output_key = jax.random.split(key)
     carry, ys = jaxrnn.stack_scan(
-        step, params["layers"], xs, carry=carry, dropout=config.dropout, key=key
+        step, params["layers"], xs, carry=carry, dropout=config.dropout, key=layers_key
     )
+    if output_key is not None:  # on the top layer's outputs, before the readout
+        ys = dropout(output_key, ys, config.output_dropout)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits_of(params, ys), targets)
     return jnp.mean(loss), carry
+
+
+def dropout(key, x, rate):
+    """Inverted dropout: each element of ``x`` is zeroed with probability ``rate``
+    and the others scaled by ``1 / (1 - rate)``, so the mean is unchanged."""
+    keep = jax.random.bernoulli(key, 1 - rate, x.shape)
+    return jnp.where(keep, x / (1 - rate), jnp.zeros_like(x))
 
 
 def reset_streams(carry, key, reset_prob):
@@ -262,7 +276,11 @@ def reset_streams(carry, key, reset_prob):
 
 
 def make_optimizer(config: Config):
-    return optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(config.lr))
+    """Adam after clipping; the rate falls along a cosine to ``lr * lr_decay`` at the last step."""
+    lr = config.lr
+    if config.lr_decay < 1:
+        lr = optax.cosine_decay_schedule(config.lr, config.steps, alpha=config.lr_decay)
+    return optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(lr))
 
 
 # ---------------------------------------------------------------- sampling
@@ -369,7 +387,8 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         # never see: a random few streams start afresh at each chunk.
         if config.reset_prob > 0:
             carry = reset_streams(carry, jax.random.fold_in(reset_key, step), config.reset_prob)
-        key = jax.random.fold_in(dropout_key, step) if config.dropout > 0 else None
+        dropout = config.dropout > 0 or config.output_dropout > 0
+        key = jax.random.fold_in(dropout_key, step) if dropout else None
         (loss, carry), grads = jax.value_and_grad(
             functools.partial(chunk_loss, config), has_aux=True
         )(state["params"], carry, window[:-1], window[1:], key)

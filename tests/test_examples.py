@@ -1,6 +1,7 @@
 """Every example end to end on a tiny config: trains, checkpoints, resumes, plots."""
 
 import dataclasses
+import functools
 import os
 import pathlib
 import signal
@@ -149,6 +150,46 @@ def test_char_lm_reset_prob_resumes_bit_exactly(tmp_path):
     )
     with pytest.raises(train.ConfigError, match="reset_prob"):
         lm_config("reset_prob=1.5")
+
+
+def test_char_lm_output_dropout_acts_in_training_only():
+    config = lm_config("output_dropout=0.5")
+    params = char_lm.init_params(jax.random.key(0), config, vocab_size=7)
+    carry = jaxrnn.initial_carry(params["layers"], (config.batch_size,))
+    ids = jax.random.randint(jax.random.key(1), (5, config.batch_size), 0, 7)
+    plain = dataclasses.replace(config, output_dropout=0.0)
+    loss = functools.partial(char_lm.chunk_loss, params=params, carry=carry, ids=ids, targets=ids)
+    # Evaluation (no key) ignores it; training with a key applies it, the same for the same key.
+    np.testing.assert_array_equal(loss(config)[0], loss(plain)[0])
+    key = jax.random.key(2)
+    assert loss(config, key=key)[0] != loss(plain, key=key)[0]
+    np.testing.assert_array_equal(loss(config, key=key)[0], loss(config, key=key)[0])
+    # Inverted dropout: a `rate` share of zeros, the rest scaled so the mean is kept.
+    x = jnp.full((200, 500), 3.0)
+    out = np.asarray(char_lm.dropout(jax.random.key(3), x, 0.3))
+    assert set(np.unique(out)) == {0.0, np.float32(3.0 / 0.7)}
+    assert abs((out == 0).mean() - 0.3) < 0.01
+    assert abs(out.mean() - 3.0) < 0.05
+    with pytest.raises(train.ConfigError, match="output_dropout"):
+        lm_config("output_dropout=1.0")
+
+
+def test_char_lm_lr_decay_follows_a_cosine_to_its_floor():
+    steps, lr = 50, 0.01
+    for decay in (1.0, 0.1, 0.0):
+        config = lm_config(f"steps={steps}", f"lr={lr}", f"lr_decay={decay}", "clip_norm=1e9")
+        optimizer = char_lm.make_optimizer(config)
+        params = {"w": jnp.zeros(())}
+        state = optimizer.init(params)
+        sizes = []
+        for _ in range(steps + 1):  # Adam's update of a constant gradient is the rate
+            updates, state = optimizer.update({"w": jnp.ones(())}, state, params)
+            sizes.append(-float(updates["w"]))
+        np.testing.assert_allclose(sizes[0], lr, rtol=1e-3)
+        np.testing.assert_allclose(sizes[steps // 2], lr * (1 + decay) / 2, rtol=1e-3)
+        np.testing.assert_allclose(sizes[steps], lr * decay, rtol=1e-3, atol=1e-9)
+    with pytest.raises(train.ConfigError, match="lr_decay"):
+        lm_config("lr_decay=2")
 
 
 def test_char_lm_bad_input_is_a_clear_error_and_loses_nothing(tmp_path, capsys):

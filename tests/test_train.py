@@ -242,3 +242,20 @@ def test_user_errors_become_a_message_and_exit_status_2(capsys):
         train.load_config(Config, overrides=["setps=1"])
     assert info.value.code == 2
     assert "prog: ConfigError: setps: unknown key" in capsys.readouterr().err
+
+
+def test_numbers_in_exponent_notation_are_floats(tmp_path):
+    # PyYAML alone reads "1e-3" as a string (YAML 1.1); a learning rate is a number.
+    @dataclasses.dataclass(frozen=True)
+    class Rates:
+        lr: float
+        clip: float
+        steps: int
+
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 3e-4\nclip: 1E9\nsteps: 10\n")
+    config = train.load_config(Rates, path, ["clip=2e+1"])
+    assert (config.lr, config.clip, config.steps) == (3e-4, 20.0, 10)
+    assert train.load_config(Rates, path, ["lr=.5e-2", "steps=7"]).lr == 0.005
+    with pytest.raises(train.ConfigError, match="lr: expected float, got str '1e'"):
+        train.load_config(Rates, path, ["lr=1e"])

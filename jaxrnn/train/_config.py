@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import pathlib
@@ -179,10 +180,37 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"{item!r}: expected an override of the form key=value")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = _load_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
     return key, value
+
+
+#: A float in YAML 1.2's core schema. PyYAML follows YAML 1.1, which reads ``1e-3``
+#: (no dot) as the string "1e-3"; a learning rate written that way is a number.
+_FLOAT = r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"
+
+
+def _load_yaml(text: str):
+    """``yaml.safe_load``, reading ``1e-3`` and ``2E5`` as floats, as YAML 1.2 does."""
+    import yaml
+
+    return yaml.load(text, Loader=_loader())  # a SafeLoader
+
+
+@functools.cache
+def _loader():
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float", re.compile(_FLOAT), list("-+.0123456789")
+    )
+    return Loader
 
 
 def _check_schema(schema):
@@ -207,9 +235,7 @@ def _read_file(path: pathlib.Path, schema) -> dict[str, Any]:
         if path.suffix == ".json":
             data = json.loads(text) if text.strip() else {}
         else:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
+            data = _load_yaml(text) or {}
     except Exception as error:  # yaml.YAMLError or json.JSONDecodeError
         raise ConfigError(f"config file {str(path)!r} cannot be parsed: {error}") from None
     if not isinstance(data, dict):

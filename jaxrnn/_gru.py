@@ -160,24 +160,38 @@ def gru_cell(params: GRUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
+    return _recurrent(params, carry, _project(params, x), recurrent_mask)
+
+
+def _project(params: GRUParams, x: jax.Array):
+    """``(LN_x(X W_x) + b_x, residuals)``: the part of the step that reads only the input.
+
+    For ``x`` with any leading axes, e.g. a chunk of steps ``(k, *batch, d)``: the
+    normalisation is per row, so a chunk projected at once gives each step's values.
+    """
+    gx, ln_x = _ln.normalize(params.ln_x, x @ params.w_x, 3)
+    return gx + bias(params.b_x, x), ln_x
+
+
+def _recurrent(params: GRUParams, carry: jax.Array, projected, recurrent_mask=None):
+    """:func:`gru_cell` from the step's ``_project(params, x)``: the rest of the step."""
+    gx, ln_x = projected
     n = params.hidden_size
     ln_rz, ln_n = _norms(params)
     h_in = _checks.masked(carry, recurrent_mask)
-    gx, ln_x = _ln.normalize(params.ln_x, x @ params.w_x, 3)
-    gx = gx + bias(params.b_x, x)
     if params.reset_after:
         gh, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, 3)
-        gh = gh + bias(params.b_h, x)
+        gh = gh + bias(params.b_h, gx)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n]), 2, axis=-1)
         gh_n = gh[..., 2 * n :]
         candidate = jnp.tanh(gx[..., 2 * n :] + r * gh_n)
         activations = (r, z, candidate, gh_n)
     else:
         gh, ln_h = _ln.normalize(ln_rz, h_in @ params.w_h[:, : 2 * n], 2)
-        gh = gh + bias(params.b_h[: 2 * n], x)
+        gh = gh + bias(params.b_h[: 2 * n], gx)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh), 2, axis=-1)
         gh_n, ln_hn = _ln.normalize(ln_n, (r * h_in) @ params.w_h[:, 2 * n :], 1)
-        candidate = jnp.tanh(gx[..., 2 * n :] + gh_n + bias(params.b_h[2 * n :], x))
+        candidate = jnp.tanh(gx[..., 2 * n :] + gh_n + bias(params.b_h[2 * n :], gx))
         activations = (r, z, candidate)
         if params.layer_norm:  # as the residuals of one normalisation of all three blocks
             ln_h = (
@@ -203,6 +217,15 @@ def _norms(params):
 
 def _forward(params, h, x, options):
     new, activations = gru_cell(params, h, x, options.get("recurrent_mask"))
+    return new, new, activations
+
+
+def _project_inputs(params, xs, options):
+    return _project(params, xs)
+
+
+def _forward_projected(params, h, projected, options):
+    new, activations = _recurrent(params, h, projected, options.get("recurrent_mask"))
     return new, new, activations
 
 
@@ -285,6 +308,12 @@ GRU = register_cell(
         step=gru_step,
         params_type=GRUParams,
         initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
-        scan_rule=_fused.FusedGradient(_forward, _backward, _param_grads),
+        scan_rule=_fused.FusedGradient(
+            _forward,
+            _backward,
+            _param_grads,
+            project=_project_inputs,
+            forward_projected=_forward_projected,
+        ),
     )
 )

@@ -259,13 +259,27 @@ def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask
         {"carry.h": params.output_size, "carry.c": params.hidden_size},
         params.w_h.dtype,
     )
+    return _recurrent(params, carry, _project(params, x), recurrent_mask)
+
+
+def _project(params: LSTMParams, x: jax.Array):
+    """``(LN_x(X W_x), residuals)``: the part of the step that reads only the input.
+
+    For ``x`` with any leading axes, e.g. a chunk of steps ``(k, *batch, d)``: the
+    normalisation is per row, so a chunk projected at once gives each step's values.
+    """
+    return _ln.normalize(params.ln_x, x @ params.w_x, params.gates)
+
+
+def _recurrent(params: LSTMParams, carry: LSTMState, projected, recurrent_mask=None):
+    """:func:`lstm_cell` from the step's ``_project(params, x)``: the rest of the step."""
+    ax, ln_x = projected
     h_in = _checks.masked(carry.h, recurrent_mask)
-    ax, ln_x = _ln.normalize(params.ln_x, x @ params.w_x, params.gates)
     ah, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, params.gates)
-    gates = ax + ah + bias(params.b, x)
+    gates = ax + ah + bias(params.b, ax)
     blocks = jnp.split(gates, params.gates, axis=-1)
     a_i, a_f, a_g, a_o = [None, *blocks] if params.coupled else blocks
-    peep = _peepholes(params, x)
+    peep = _peepholes(params, ax)
     if params.peephole:
         a_f = a_f + peep["f"] * carry.c
         a_i = None if params.coupled else a_i + peep["i"] * carry.c
@@ -303,6 +317,14 @@ def _peepholes(params, x):
 
 def _forward(params, carry, x, options):
     return lstm_cell(params, carry, x, options.get("recurrent_mask"))
+
+
+def _project_inputs(params, xs, options):
+    return _project(params, xs)
+
+
+def _forward_projected(params, carry, projected, options):
+    return _recurrent(params, carry, projected, options.get("recurrent_mask"))
 
 
 def _backward(params, residuals, carry_in, d_carry, dy, options):
@@ -395,6 +417,12 @@ LSTM = register_cell(
         step=lstm_step,
         params_type=LSTMParams,
         initial_carry=_initial_carry,
-        scan_rule=_fused.FusedGradient(_forward, _backward, _param_grads),
+        scan_rule=_fused.FusedGradient(
+            _forward,
+            _backward,
+            _param_grads,
+            project=_project_inputs,
+            forward_projected=_forward_projected,
+        ),
     )
 )

@@ -101,8 +101,13 @@ def rnn_cell(params: RNNParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
+    return _recurrent(params, carry, x @ params.w_x, recurrent_mask)
+
+
+def _recurrent(params: RNNParams, carry: jax.Array, ax: jax.Array, recurrent_mask=None):
+    """:func:`rnn_cell` from the step's input projection ``ax = X_t W_xh``: the rest of it."""
     h_in = _checks.masked(carry, recurrent_mask)
-    h = _ACTIVATIONS[params.activation](x @ params.w_x + h_in @ params.w_h + bias(params.b, x))
+    h = _ACTIVATIONS[params.activation](ax + h_in @ params.w_h + bias(params.b, ax))
     return h, h, h
 
 
@@ -111,6 +116,14 @@ def rnn_cell(params: RNNParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
 
 def _forward(params, h, x, options):
     return rnn_cell(params, h, x, options.get("recurrent_mask"))
+
+
+def _project_inputs(params, xs, options):
+    return xs @ params.w_x
+
+
+def _forward_projected(params, h, ax, options):
+    return _recurrent(params, h, ax, options.get("recurrent_mask"))
 
 
 def _backward(params, h_new, h_in, dh, dy, options):
@@ -137,6 +150,12 @@ RNN = register_cell(
         step=rnn_step,
         params_type=RNNParams,
         initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
-        scan_rule=_fused.FusedGradient(_forward, _backward, _param_grads),
+        scan_rule=_fused.FusedGradient(
+            _forward,
+            _backward,
+            _param_grads,
+            project=_project_inputs,
+            forward_projected=_forward_projected,
+        ),
     )
 )

@@ -36,7 +36,7 @@ efficient, but the gate math then reads slices of a large array and is no
 longer fused into the dot: the LSTM forward ran at 0.5x (``benchmarks/README.md``).
 Per chunk, with static slices, both hold. Measured on the project's 2-core
 machine (T=128, d=h=256, float32, jitted, medians of 7 interleaved rounds,
-chunk 8 against today's step-by-step loop; the machine was shared, so a few
+chunk 8 against the step-by-step loop; the machine was shared, so a few
 percent is noise): forward, LSTM 1.31x at B=32 (chunk 4: 1.34x, 16: 1.39x) and
 1.00x at B=128; GRU 1.15x and 1.04x; RNN 1.05x and 1.04x.
 

@@ -256,9 +256,10 @@ def test_cell_clip_bounds_the_cell_and_stops_its_gradient():
     assert float(jnp.abs(run(params)[0].c).max()) <= 0.5
     unclipped = params.__class__(**{**vars(params), "cell_clip": None})
     assert float(jnp.abs(run(unclipped)[0].c).max()) > 0.5
-    # A clip far above every value changes nothing.
+    # A clip far above every value changes nothing, but for the rounding of the
+    # multiply-adds next to it, which XLA may then fuse otherwise (1 ulp).
     loose = params.__class__(**{**vars(params), "cell_clip": 1e6})
-    np.testing.assert_array_equal(run(loose)[1], run(unclipped)[1])
+    np.testing.assert_allclose(run(loose)[1], run(unclipped)[1], rtol=3e-7, atol=3e-7)
     # Where the new cell is clipped, nothing flows back through it.
     c0 = jnp.full((4, H), 3.0)
     x = jnp.zeros((4, D))

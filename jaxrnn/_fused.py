@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrnn._chunks import scan_in_chunks
 from jaxrnn._masking import masked_body, select, where
 
 
@@ -203,15 +204,12 @@ def _forward_loop(
 def _chunked_loop(project, body, carry, inputs, k, reverse, unroll):
     """``lax.scan(body, carry, inputs)`` with ``body`` on projected inputs, ``k`` steps at a time.
 
-    ``inputs = (xs, keep, reset)`` on a leading time axis of ``T`` steps; ``body(carry,
-    (gx, keep, reset))`` runs one step from that step's slice of ``project(xs)``. The outer
-    ``lax.scan`` runs over ``T // k`` chunks; each projects its ``k`` inputs at once and
-    runs its steps unrolled, on static slices. The last ``T mod k`` steps are one more
-    chunk outside the loop (before the others with ``reverse``). ``unroll`` counts steps:
-    the outer loop unrolls ``unroll // k`` chunks (``True``: all).
+    ``inputs = (xs, keep, reset)`` on a leading time axis; ``body(carry, (gx, keep,
+    reset))`` runs one step from that step's slice of ``project(xs)``. Each chunk
+    projects its inputs at once and runs its steps unrolled, on static slices
+    (:func:`jaxrnn._chunks.scan_in_chunks`). ``unroll`` counts steps: the loop over
+    chunks unrolls ``unroll // k`` of them (``True``: all).
     """
-    length = inputs[0].shape[0]
-    n = length // k
 
     def run_chunk(carry, chunk):
         xs, keep, reset = chunk
@@ -222,23 +220,8 @@ def _chunked_loop(project, body, carry, inputs, k, reverse, unroll):
             carry, outs[t] = body(carry, at_t)
         return carry, jax.tree.map(lambda *a: jnp.stack(a), *outs)
 
-    head = jax.tree.map(lambda a: a[: n * k].reshape((n, k, *a.shape[1:])), inputs)
-    tail = jax.tree.map(lambda a: a[n * k :], inputs)
-    has_tail = n * k < length
-    outer_unroll = unroll if isinstance(unroll, bool) else max(1, unroll // k)
-
-    if reverse and has_tail:
-        carry, out_tail = run_chunk(carry, tail)
-    if n:
-        carry, out_head = lax.scan(run_chunk, carry, head, reverse=reverse, unroll=outer_unroll)
-        out_head = jax.tree.map(lambda a: a.reshape((n * k, *a.shape[2:])), out_head)
-    if not reverse and has_tail:
-        carry, out_tail = run_chunk(carry, tail)
-    if not has_tail:
-        return carry, out_head
-    if not n:
-        return carry, out_tail
-    return carry, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out_head, out_tail)
+    chunks_unroll = unroll if isinstance(unroll, bool) else max(1, unroll // k)
+    return scan_in_chunks(run_chunk, carry, inputs, k, reverse=reverse, unroll=chunks_unroll)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))

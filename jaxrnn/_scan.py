@@ -14,6 +14,7 @@ from jax import lax
 from jaxrnn import _checks
 from jaxrnn._carry import initial_carry
 from jaxrnn._cell import scan_rule
+from jaxrnn._chunks import scan_in_chunks
 from jaxrnn._linear_scan import LinearRecurrence
 from jaxrnn._masking import masked_body, valid_steps, where
 
@@ -234,25 +235,10 @@ def _time_shard(step, params, axis_name, gradient, remat, length):
 def _chunked_remat_scan(loop, carry, inputs, length, reverse):
     """``loop(carry, inputs)`` (a scan over time) with sqrt(T) checkpointing (Chen et al. 2016).
 
-    The outer scan runs over chunks of ``k = ceil(sqrt(T))`` steps and keeps only
-    each chunk's incoming carry; a chunk's activations are rebuilt in the
-    backward pass. A last partial chunk of ``T mod k`` steps runs on its own.
+    The scan runs over chunks of ``k = ceil(sqrt(T))`` steps and keeps only each
+    chunk's incoming carry; a chunk's activations are rebuilt in the backward
+    pass. A last partial chunk of ``T mod k`` steps runs on its own.
     """
     k = math.isqrt(length - 1) + 1
-    n = length // k
-
     run = jax.checkpoint(loop, prevent_cse=False)
-    head = jax.tree.map(lambda a: a[: n * k].reshape((n, k, *a.shape[1:])), inputs)
-    tail = jax.tree.map(lambda a: a[n * k :], inputs)
-    has_tail = n * k < length
-
-    if reverse and has_tail:
-        carry, ys_tail = run(carry, tail)
-    carry, ys_head = lax.scan(run, carry, head, reverse=reverse)
-    if not reverse and has_tail:
-        carry, ys_tail = run(carry, tail)
-
-    ys = jax.tree.map(lambda a: a.reshape((n * k, *a.shape[2:])), ys_head)
-    if has_tail:
-        ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, ys_tail)
-    return carry, ys
+    return scan_in_chunks(run, carry, inputs, k, reverse=reverse)

@@ -128,23 +128,30 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.torch_threads or suite.threads())
+    return measure(args.hidden_size, args.batch_size, args.seq_len, args.rounds, args.min_time)
+
+
+def measure(hidden_sizes, batch_size=32, seq_len=64, rounds=7, min_time=0.5) -> list[dict]:
+    """Characters per second of both training steps, per hidden size (printed as it goes)."""
+    import torch  # noqa: F401 (the caller has set its threads)
+
     rows = []
-    for hidden in args.hidden_size:
+    for hidden in hidden_sizes:
         config = train.load_config(
             char_lm.Config,
             char_lm.CONFIG,
             [
                 f"hidden_size={hidden}",
-                f"batch_size={args.batch_size}",
-                f"seq_len={args.seq_len}",
+                f"batch_size={batch_size}",
+                f"seq_len={seq_len}",
                 "reset_prob=0.0",
                 "devices=1",
             ],
         )
         timing = suite.interleaved(
             {"pytorch": torch_step(config), "jaxrnn": jaxrnn_step(config)},
-            args.rounds,
-            args.min_time,
+            rounds,
+            min_time,
         )
         chars = config.batch_size * config.seq_len
         row = {

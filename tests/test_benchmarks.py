@@ -12,7 +12,7 @@ stacks = pytest.importorskip("benchmarks.stacks")
 def test_suite_runs_and_writes_results(tmp_path):
     argv = ["--shapes", "2,3,4", "--rounds", "1", "--min-time", "0", "--out-dir", str(tmp_path)]
     argv += ["--memory-T", "9", "--memory-batch", "2", "--memory-hidden", "4"]
-    argv += ["--memory-rounds", "1", "--stack-shape", "3,5,4"]
+    argv += ["--memory-rounds", "1", "--stack-shape", "3,5,4", "--char-lm-hidden", "8"]
     run.main(argv)
     results = json.loads((tmp_path / "results.json").read_text())
     cases = {(r["cell"], r["mode"]) for r in results["speed"]}
@@ -27,8 +27,11 @@ def test_suite_runs_and_writes_results(tmp_path):
         assert set(r["layer_overhead"]) == {"jaxrnn.linen", "jaxrnn.nnx"}
     (memory,) = results["memory"]
     assert memory["T"] == 9 and memory["remat"]["peak_bytes"] > 0
+    (char_lm,) = results["char_lm"]
+    assert char_lm["hidden_size"] == 8 and char_lm["ratio"] > 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Targets" in text and "jaxrnn" in text and "bidirectional stacks" in text
+    assert "char LM's training step end to end" in text
 
 
 def test_profile_runs():

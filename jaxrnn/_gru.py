@@ -309,11 +309,7 @@ GRU = register_cell(
         params_type=GRUParams,
         initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
         scan_rule=_fused.FusedGradient(
-            _forward,
-            _backward,
-            _param_grads,
-            project=_project_inputs,
-            forward_projected=_forward_projected,
+            _forward, _backward, _param_grads, _project_inputs, _forward_projected
         ),
     )
 )

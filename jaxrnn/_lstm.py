@@ -418,11 +418,7 @@ LSTM = register_cell(
         params_type=LSTMParams,
         initial_carry=_initial_carry,
         scan_rule=_fused.FusedGradient(
-            _forward,
-            _backward,
-            _param_grads,
-            project=_project_inputs,
-            forward_projected=_forward_projected,
+            _forward, _backward, _param_grads, _project_inputs, _forward_projected
         ),
     )
 )

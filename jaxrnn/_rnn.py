@@ -151,11 +151,7 @@ RNN = register_cell(
         params_type=RNNParams,
         initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
         scan_rule=_fused.FusedGradient(
-            _forward,
-            _backward,
-            _param_grads,
-            project=_project_inputs,
-            forward_projected=_forward_projected,
+            _forward, _backward, _param_grads, _project_inputs, _forward_projected
         ),
     )
 )

@@ -148,7 +148,7 @@ def scan(
         raise ValueError(f"unroll: expected a positive int or a bool, got {unroll!r}")
     offset, total = 0, None  # this device's first step; the whole sequence's length
     if axis_name is not None:
-        offset, total = _time_shard(step, params, axis_name, gradient, remat, xs.shape[0])
+        offset, total = _time_shard(step, params, axis_name, gradient, remat, xs)
     length, batch = xs.shape[0], tuple(xs.shape[1:-1])
     input_size = getattr(params, "input_size", None)
     if isinstance(input_size, int):
@@ -207,7 +207,7 @@ def scan(
 GRADIENTS = ("auto", "autodiff")
 
 
-def _time_shard(step, params, axis_name, gradient, remat, length):
+def _time_shard(step, params, axis_name, gradient, remat, xs):
     """Checks :func:`scan`'s ``axis_name``; ``(offset, total)``: this device's first
     step and the whole sequence's length (both traced inside ``shard_map``)."""
     found = scan_rule(step, params) if gradient == "auto" else None
@@ -229,6 +229,17 @@ def _time_shard(step, params, axis_name, gradient, remat, length):
         raise ValueError(
             f"axis_name: {axis_name!r} is not a mesh axis of the enclosing jax.shard_map ({e})"
         ) from None
+    # Inside shard_map (with its replication check on), xs records the mesh axes it
+    # varies over: xs split over other axes only would be read as slices it is not.
+    varying = getattr(getattr(jax.typeof(xs), "manual_axis_type", None), "varying", None)
+    names = set(axis_name) if isinstance(axis_name, tuple) else {axis_name}
+    if varying and not names <= varying:
+        raise ValueError(
+            f"xs: expected its time axis split over the mesh axis {axis_name!r} "
+            f"(in_specs P({axis_name!r})), got an xs that varies only over "
+            f"{', '.join(sorted(map(repr, varying)))}"
+        )
+    length = xs.shape[0]
     return index * length, devices * length
 
 

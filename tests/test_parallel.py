@@ -421,3 +421,13 @@ def test_time_sharding_refuses_what_it_cannot_shard():
         sharded(step, params, axis_name="seq")
     with pytest.raises(ValueError, match="axis_name: 'time' is not a mesh axis"):
         jaxrnn.scan(step, params, xs[0], axis_name="time")  # outside shard_map
+    # Time split over the wrong mesh axis: read as slices it is not.
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "time"))
+    wrong = jax.shard_map(
+        lambda x: jaxrnn.scan(step, params, x, axis_name="time")[1],
+        mesh=mesh,
+        in_specs=jax.sharding.PartitionSpec("data"),
+        out_specs=jax.sharding.PartitionSpec("data"),
+    )
+    with pytest.raises(ValueError, match=r"xs: expected its time axis split over .*'time'"):
+        wrong(xs[0])

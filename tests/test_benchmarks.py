@@ -45,3 +45,23 @@ def test_char_lm_e2e_runs():
     argv = ["--hidden-size", "8", "--batch-size", "2", "--seq-len", "3", "--rounds", "1"]
     (row,) = e2e.main([*argv, "--min-time", "0"])
     assert row["jaxrnn_chars_per_s"] > 0 and row["pytorch_chars_per_s"] > 0
+
+
+def test_parallel_runs_and_writes_results(tmp_path):
+    parallel = pytest.importorskip("benchmarks.parallel")
+    argv = ["--shapes", "2,40,4", "--rounds", "1", "--min-time", "0", "--no-accuracy"]
+    results = parallel.main([*argv, "--no-blocks", "--out-dir", str(tmp_path)])
+    (case,) = results["training"]
+    assert (case["B"], case["T"]) == (2, 40) and case["vs_sequential"] > 0
+    assert "minGRU" in (tmp_path / "RESULTS_parallel.md").read_text()
+
+
+def test_variants_and_recurrent_dropout_run(tmp_path):
+    variants = pytest.importorskip("benchmarks.variants")
+    out = tmp_path / "variants.md"
+    argv = ["--shape", "2,3,4", "--variants", "lstm", "peephole", "--rounds", "1"]
+    variants.main([*argv, "--min-time", "0", "--no-autodiff", "--out", str(out)])
+    assert "peephole" in out.read_text()
+    dropout = pytest.importorskip("benchmarks.recurrent_dropout")
+    result = dropout.main(["--shape", "2,3,4", "--rounds", "1", "--min-time", "0"])
+    assert result["ratio"] > 0

@@ -57,7 +57,10 @@ OPTIONS = {
 }
 STEPS = (0, 1, 7, 8, 9, 23)
 CASES = [("lstm", option, steps) for steps in STEPS for option in ("none", "all")]
-CASES += [("lstm", option, 23) for option in OPTIONS if option not in ("none", "all")]
+CASES += [
+    ("lstm", option, 23) for option in OPTIONS if option not in ("none", "all", "unroll_true")
+]
+CASES += [("lstm", "unroll_true", 17)]  # two chunks and one step, all unrolled
 CASES += [("lstm", "remat", 9)]
 CASES += [(name, "all", steps) for name in VARIANTS if name != "lstm" for steps in (7, 23)]
 CASES += [(name, "remat", 23) for name in ("lstm_all", "gru_ln", "rnn_tanh")]

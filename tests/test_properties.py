@@ -73,7 +73,7 @@ def cases(draw):
 
 
 @settings(
-    max_examples=20,
+    max_examples=14,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

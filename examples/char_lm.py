@@ -387,8 +387,8 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         # never see: a random few streams start afresh at each chunk.
         if config.reset_prob > 0:
             carry = reset_streams(carry, jax.random.fold_in(reset_key, step), config.reset_prob)
-        dropout = config.dropout > 0 or config.output_dropout > 0
-        key = jax.random.fold_in(dropout_key, step) if dropout else None
+        dropping = config.dropout > 0 or config.output_dropout > 0
+        key = jax.random.fold_in(dropout_key, step) if dropping else None
         (loss, carry), grads = jax.value_and_grad(
             functools.partial(chunk_loss, config), has_aux=True
         )(state["params"], carry, window[:-1], window[1:], key)

@@ -117,13 +117,7 @@ def main(argv=None):
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.5)
-    parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=None,
-        help="PyTorch's threads (default: as many as XLA's CPU client uses); on a loaded"
-        " machine its spinning OpenMP threads can be far slower than one",
-    )
+    suite.add_torch_threads(parser)
     args = parser.parse_args(argv)
     import torch
 

@@ -439,6 +439,25 @@ def parse_shape(text):
     return text, (B, T, d)
 
 
+def add_torch_threads(parser):
+    """The ``--torch-threads`` option of every script that times PyTorch."""
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="PyTorch's threads (default: as many as XLA's CPU client uses); on a loaded"
+        " machine its spinning OpenMP threads can be far slower than one",
+    )
+
+
+def _timing_line(label, r):
+    """One progress line: ``label`` and each implementation's time and ratio to PyTorch."""
+    times = "  ".join(
+        f"{n}: {_ms(t['median_s'])} ms ({_x(t['vs_pytorch'])})" for n, t in r["timing"].items()
+    )
+    return f"{label} {times}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="standard shape only, 3 rounds")
@@ -472,13 +491,7 @@ def main(argv=None):
     parser.add_argument("--memory-hidden", type=int, default=256)
     parser.add_argument("--memory-rounds", type=int, default=3)
     parser.add_argument("--out-dir", type=Path, default=HERE)
-    parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=None,
-        help="PyTorch's threads (default: as many as XLA's CPU client uses); on a loaded"
-        " machine its spinning OpenMP threads can be far slower than one",
-    )
+    add_torch_threads(parser)
     args = parser.parse_args(argv)
     if args.shapes is None:
         args.shapes = ["standard"] if args.quick else list(SHAPES)
@@ -510,27 +523,15 @@ def main(argv=None):
             for mode in args.modes:
                 r = speed_case(cell, mode, shape, args)
                 results["speed"].append(r)
-                print(
-                    f"{cell:4} {mode:7} B={shape[0]:<3} T={shape[1]:<4} d=h={shape[2]:<4} "
-                    + "  ".join(
-                        f"{n}: {_ms(t['median_s'])} ms ({_x(t['vs_pytorch'])})"
-                        for n, t in r["timing"].items()
-                    ),
-                    flush=True,
-                )
+                label = f"{cell:4} {mode:7} B={shape[0]:<3} T={shape[1]:<4} d=h={shape[2]:<4}"
+                print(_timing_line(label, r), flush=True)
     _, shape = parse_shape(args.stack_shape)
     for cell in args.stack_cells:
         for mode in args.modes:
             r = stack_case(cell, mode, shape, args)
             results["stacks"].append(r)
-            print(
-                f"stack 2x bidir {cell:4} {mode:7} B={shape[0]} T={shape[1]} d=h={shape[2]} "
-                + "  ".join(
-                    f"{n}: {_ms(t['median_s'])} ms ({_x(t['vs_pytorch'])})"
-                    for n, t in r["timing"].items()
-                ),
-                flush=True,
-            )
+            label = f"stack 2x bidir {cell:4} {mode:7} B={shape[0]} T={shape[1]} d=h={shape[2]}"
+            print(_timing_line(label, r), flush=True)
     if args.char_lm_hidden:
         from benchmarks import char_lm_e2e  # it imports this module
 

@@ -24,10 +24,10 @@ import numpy as np
 import optax
 
 import jaxrnn
-from benchmarks import run as suite
+from benchmarks import timing
 from jaxrnn import train
 
-sys.path.insert(0, str(suite.HERE.parent / "examples"))
+sys.path.insert(0, str(timing.HERE.parent / "examples"))
 import char_lm
 
 VOCAB = 65  # tinyshakespeare's characters
@@ -117,11 +117,11 @@ def main(argv=None):
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.5)
-    suite.add_torch_threads(parser)
+    timing.add_torch_threads(parser)
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(args.torch_threads or suite.threads())
+    torch.set_num_threads(args.torch_threads or timing.threads())
     return measure(args.hidden_size, args.batch_size, args.seq_len, args.rounds, args.min_time)
 
 
@@ -142,7 +142,7 @@ def measure(hidden_sizes, batch_size=32, seq_len=64, rounds=7, min_time=0.5) -> 
                 "devices=1",
             ],
         )
-        timing = suite.interleaved(
+        times = timing.interleaved(
             {"pytorch": torch_step(config), "jaxrnn": jaxrnn_step(config)},
             rounds,
             min_time,
@@ -152,7 +152,7 @@ def measure(hidden_sizes, batch_size=32, seq_len=64, rounds=7, min_time=0.5) -> 
             "hidden_size": hidden,
             "batch_size": config.batch_size,
             "seq_len": config.seq_len,
-            **{f"{n}_chars_per_s": chars / t["median_s"] for n, t in timing.items()},
+            **{f"{n}_chars_per_s": chars / t["median_s"] for n, t in times.items()},
         }
         row["ratio"] = row["jaxrnn_chars_per_s"] / row["pytorch_chars_per_s"]
         rows.append(row)

@@ -40,8 +40,8 @@ import numpy as np
 from jax import lax
 
 import jaxrnn
-from benchmarks.run import HERE, interleaved, machine, threads
-from jaxrnn._linear_scan import input_projection, linear_scan
+from benchmarks.timing import HERE, interleaved, machine, threads
+from jaxrnn.rules import input_projection, linear_scan
 
 # (B, T, d = h); the first two are the targets.
 SHAPES = [(1, 16384, 128), (16, 4096, 256), (16, 256, 256), (16, 1024, 256), (16, 16384, 256)]

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn
-from benchmarks.run import interleaved
+from benchmarks.timing import interleaved
 
 
 def training_step(rate, layers, xs, key):

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
-from benchmarks.run import interleaved, machine, threads
+from benchmarks.timing import interleaved, machine, threads
 
 HERE = Path(__file__).resolve().parent
 

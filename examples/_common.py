@@ -66,7 +66,7 @@ class RegisteredCells:
     """A config key naming cells registered with :func:`jaxrnn.register_cell`, comma-separated."""
 
     def check(self, key: str, value) -> None:
-        names = cell_names(value)
+        names = split_names(value)
         if not names:
             raise train.ConfigError(f"{key}: expected at least one cell name, got {value!r}")
         for name in names:
@@ -76,7 +76,7 @@ class RegisteredCells:
                 raise train.ConfigError(f"{key}: {str(error).partition(': ')[2]}") from None
 
 
-def cell_names(value: str) -> tuple[str, ...]:
+def split_names(value: str) -> tuple[str, ...]:
     """``"rnn, lstm"`` -> ``("rnn", "lstm")``."""
     return tuple(name.strip() for name in value.split(",") if name.strip())
 
@@ -85,7 +85,7 @@ def cell_names(value: str) -> tuple[str, ...]:
 CellName = Annotated[str, RegisteredCells()]
 
 
-def cell_of(config, input_size: int):
+def configured_cell(config, input_size: int):
     """The config's :class:`jaxrnn.Cell` and its init options, checked before any work.
 
     The options (``config.cell_options``) are tried on the cell's ``init`` with

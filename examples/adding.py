@@ -184,7 +184,7 @@ def train_and_evaluate(config: Config, workdir, *, cells=None, callbacks=()) -> 
     running again resumes.
     """
     workdir = pathlib.Path(workdir)
-    cells = common.cell_names(config.cells) if cells is None else tuple(cells)
+    cells = common.split_names(config.cells) if cells is None else tuple(cells)
     results = {}
     for cell in cells:
         result = train_cell(cell, config, workdir / cell, callbacks=callbacks)

@@ -210,7 +210,7 @@ def unigram_bpc(corpus: Corpus) -> float:
 
 def init_params(key, config: Config, vocab_size: int):
     k_embed, k_layers, k_out = jax.random.split(key, 3)
-    cell, options = common.cell_of(config, config.embed_size)
+    cell, options = common.configured_cell(config, config.embed_size)
     layers = jaxrnn.stack_init(
         k_layers,
         cell.init,
@@ -346,7 +346,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         interrupted).
     """
     workdir = pathlib.Path(workdir)
-    common.cell_of(config, config.embed_size)  # a bad cell or option, before any work
+    common.configured_cell(config, config.embed_size)  # a bad cell or option, before any work
     dp = common.data_parallel(config)
     corpus = load_corpus(config)
     # Each device holds its own streams of text (B, L), and their hidden state.

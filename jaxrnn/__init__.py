@@ -6,53 +6,62 @@ Dimension letters used throughout: ``T`` time, ``B`` (or ``*batch``) batch axes,
 on the right (``x @ w_x``), gates are fused along the last axis.
 
 A step is ``step(params, carry, x) -> (carry, y)``, ready for ``jax.lax.scan``.
-A :class:`Cell` bundles a step with its ``init`` and zero carry; registered by
-name (:func:`register_cell`), it works in stacks, both module families and the
-examples.
+A :class:`Cell` bundles a step with its ``init``, zero carry and scan rule;
+registered by name (:func:`register_cell`), it works in stacks, both module
+families and the examples.
+
+The package's floors: the cells (``jaxrnn.cells``, one module per family), the
+scan rules they register (``jaxrnn.rules``), the core at this level (the
+registry, carries, ``scan``, stacks, masking and checks), the Flax faces
+(``jaxrnn.nnx``, ``jaxrnn.linen``), conversion (``jaxrnn.interop``) and the
+training machinery of the examples (``jaxrnn.train``).
 """
 
+from jaxrnn import cells as cells
 from jaxrnn import interop as interop
+from jaxrnn import rules as rules
+from jaxrnn._carry import LSTMState as LSTMState
 from jaxrnn._carry import initial_carry as initial_carry
 from jaxrnn._cell import Cell as Cell
 from jaxrnn._cell import cell_names as cell_names
 from jaxrnn._cell import get_cell as get_cell
 from jaxrnn._cell import register_cell as register_cell
-from jaxrnn._conv_lstm import ConvLSTMParams as ConvLSTMParams
-from jaxrnn._conv_lstm import conv_lstm_init as conv_lstm_init
-from jaxrnn._conv_lstm import conv_lstm_step as conv_lstm_step
 from jaxrnn._diagnostics import hidden_grad_norms as hidden_grad_norms
-from jaxrnn._fused import FusedGradient as FusedGradient
-from jaxrnn._gru import GRUParams as GRUParams
-from jaxrnn._gru import gru_init as gru_init
-from jaxrnn._gru import gru_step as gru_step
 from jaxrnn._layer_norm import LayerNormParams as LayerNormParams
-from jaxrnn._linear_scan import LinearRecurrence as LinearRecurrence
-from jaxrnn._lstm import LSTMParams as LSTMParams
-from jaxrnn._lstm import LSTMState as LSTMState
-from jaxrnn._lstm import lstm_init as lstm_init
-from jaxrnn._lstm import lstm_step as lstm_step
-from jaxrnn._mgu import MGUParams as MGUParams
-from jaxrnn._mgu import mgu_init as mgu_init
-from jaxrnn._mgu import mgu_step as mgu_step
-from jaxrnn._mingru import MinGRUParams as MinGRUParams
-from jaxrnn._mingru import mingru_init as mingru_init
-from jaxrnn._mingru import mingru_step as mingru_step
-from jaxrnn._minlstm import MinLSTMParams as MinLSTMParams
-from jaxrnn._minlstm import minlstm_init as minlstm_init
-from jaxrnn._minlstm import minlstm_step as minlstm_step
-from jaxrnn._rnn import RNNParams as RNNParams
-from jaxrnn._rnn import rnn_init as rnn_init
-from jaxrnn._rnn import rnn_step as rnn_step
 from jaxrnn._scan import scan as scan
 from jaxrnn._stack import stack_init as stack_init
 from jaxrnn._stack import stack_scan as stack_scan
 from jaxrnn._stack import stack_step as stack_step
+from jaxrnn.cells import ConvLSTMParams as ConvLSTMParams
+from jaxrnn.cells import GRUParams as GRUParams
+from jaxrnn.cells import LSTMParams as LSTMParams
+from jaxrnn.cells import MGUParams as MGUParams
+from jaxrnn.cells import MinGRUParams as MinGRUParams
+from jaxrnn.cells import MinLSTMParams as MinLSTMParams
+from jaxrnn.cells import RNNParams as RNNParams
+from jaxrnn.cells import conv_lstm_init as conv_lstm_init
+from jaxrnn.cells import conv_lstm_step as conv_lstm_step
+from jaxrnn.cells import gru_init as gru_init
+from jaxrnn.cells import gru_step as gru_step
+from jaxrnn.cells import lstm_init as lstm_init
+from jaxrnn.cells import lstm_step as lstm_step
+from jaxrnn.cells import mgu_init as mgu_init
+from jaxrnn.cells import mgu_step as mgu_step
+from jaxrnn.cells import mingru_init as mingru_init
+from jaxrnn.cells import mingru_step as mingru_step
+from jaxrnn.cells import minlstm_init as minlstm_init
+from jaxrnn.cells import minlstm_step as minlstm_step
+from jaxrnn.cells import rnn_init as rnn_init
+from jaxrnn.cells import rnn_step as rnn_step
+from jaxrnn.rules import FusedGradient as FusedGradient
+from jaxrnn.rules import LinearRecurrence as LinearRecurrence
+from jaxrnn.rules import ScanRule as ScanRule
 
 __version__ = "0.1.0"
 
-# Subpackages that need Flax (and their own dependencies) load on first access,
-# so that `import jaxrnn` stays light.
-_LAZY = ("nnx", "linen", "train")
+# Subpackages that need Flax (and their own dependencies), and the checks for a cell of
+# your own, load on first access, so that `import jaxrnn` stays light.
+_LAZY = ("nnx", "linen", "train", "testing")
 
 
 def __getattr__(name):

@@ -1,14 +1,38 @@
-"""The zero carry of a cell, dispatched on the type of its params."""
+"""Carries: the zero carry of a cell, dispatched on the type of its params, and the LSTM's state."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from jaxrnn._checks import batch_tuple
+
+
+class LSTMState(NamedTuple):
+    """The carry of the LSTM and the ConvLSTM: ``h (*batch, p)`` and ``c (*batch, h)``.
+
+    ``p = h`` but for a projected LSTM (``proj_size``).
+    """
+
+    h: jax.Array  # hidden state H_t, also the output
+    c: jax.Array  # memory cell C_t
+
+
+def check_lstm_state(carry, cell: str, shape: str) -> None:
+    """``carry`` must be an :class:`LSTMState`; the error names the cell and its ``shape``."""
+    if isinstance(carry, LSTMState):
+        return
+    got = type(carry).__name__
+    if hasattr(carry, "shape"):
+        got = f"an array of shape {tuple(carry.shape)}"
+    raise TypeError(
+        f"carry: expected a jaxrnn.LSTMState(h, c), got {got}; {cell} carries two {shape} "
+        "arrays, see jaxrnn.initial_carry"
+    )
 
 
 @functools.singledispatch
@@ -35,26 +59,6 @@ def initial_carry(params, batch_shape: Sequence[int] = ()):
     )
 
 
-def zeros_hidden(params, batch_shape):
+def zeros_hidden(params, batch_shape=()):
     """Zeros of shape ``(*batch_shape, params.hidden_size)`` in the params' dtype."""
-    return jnp.zeros((*batch_tuple(batch_shape), params.hidden_size), params.w_h.dtype)
-
-
-def hidden_state(carry):
-    """The hidden state ``H`` inside a carry: the carry itself, or its ``h`` field."""
-    if hasattr(carry, "shape"):
-        return carry
-    if hasattr(carry, "h"):
-        return carry.h
-    raise TypeError(
-        f"carry: expected the hidden state or a carry with an 'h' field, got {type(carry).__name__}"
-    )
-
-
-def with_hidden_state(carry, h):
-    """``carry`` with its hidden state (see :func:`hidden_state`) replaced by ``h``."""
-    if hasattr(carry, "shape"):
-        return h
-    if hasattr(carry, "_replace"):
-        return carry._replace(h=h)
-    return dataclasses.replace(carry, h=h)
+    return jnp.zeros((*batch_tuple(batch_shape), params.hidden_size), params.w_x.dtype)

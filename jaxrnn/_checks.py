@@ -195,7 +195,7 @@ def check_step_args(x, hidden: dict, input_size: int, hidden_size: int | dict, d
     return x
 
 
-def masked(h, mask):
+def apply_recurrent_mask(h, mask):
     """``h * mask``, or ``h`` when there is no mask; the mask must match ``h``."""
     if mask is None:
         return h

@@ -7,12 +7,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._carry import hidden_state, initial_carry, with_hidden_state
+from jaxrnn._cell import Cell, bind
 from jaxrnn._scan import Step, scan
 
 
 def hidden_grad_norms(
-    step: Step,
+    step: Step | Cell | str,
     params,
     xs: jax.Array,
     loss_fn: Callable[[jax.Array], jax.Array],
@@ -45,8 +45,9 @@ def hidden_grad_norms(
 
     Args:
         step: ``step(params, carry, x) -> (carry, y)`` whose output ``y`` is its
-            hidden state: the built-in steps, or a custom one whose carry is the
-            hidden state itself or has an ``h`` field (like :class:`LSTMState`).
+            hidden state (the built-in steps, or a user's, where the carry is the
+            hidden state or :attr:`jaxrnn.Cell.hidden` names its field), or a
+            :class:`jaxrnn.Cell` or a registered cell's name.
         params: the step's parameters.
         xs: inputs, time-major ``(T, *batch, d)``.
         loss_fn: ``loss_fn(ys) -> scalar``, with ``ys (T, *batch, h)`` the step
@@ -71,9 +72,11 @@ def hidden_grad_norms(
     if xs.ndim < 2:
         raise ValueError(f"xs: expected a time-major array (T, *batch, d), got shape {xs.shape}")
     batch = tuple(xs.shape[1:-1])
+    bound = bind(step, params)
+    cell, step = bound.cell, bound.step
     if carry is None:
-        carry = initial_carry(params, batch)
-    hidden = hidden_state(carry)
+        carry = cell.initial_carry(params, batch)
+    hidden = cell.hidden_state(carry)
     d = xs.shape[-1]
     deltas = jnp.zeros((xs.shape[0], *hidden.shape), hidden.dtype)
     if hidden.shape[: len(batch)] != batch:
@@ -85,13 +88,13 @@ def hidden_grad_norms(
     def perturbed(p, c, x_and_delta):
         x, delta = x_and_delta[..., :d], x_and_delta[..., d:]
         c, y = step(p, c, x)
-        h = hidden_state(c)
+        h = cell.hidden_state(c)
         if jnp.shape(y) != h.shape:
             raise ValueError(
                 f"step: its output y {jnp.shape(y)} must be its hidden state {h.shape}; "
                 "hidden_grad_norms perturbs both alike"
             )
-        return with_hidden_state(c, h + delta), y + delta
+        return cell.with_hidden_state(c, h + delta), y + delta
 
     def loss_of(deltas):
         inputs = jnp.concatenate([xs, deltas.astype(xs.dtype)], axis=-1)

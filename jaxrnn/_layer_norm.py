@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn._pytree import bias as _to_rank
+from jaxrnn._params import bias as _to_rank
 
 #: Added to the variance (PyTorch's and Flax's default).
 EPSILON = 1e-5

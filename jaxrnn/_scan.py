@@ -12,17 +12,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn import _checks
-from jaxrnn._carry import initial_carry
-from jaxrnn._cell import scan_rule
+from jaxrnn._cell import Bound, Cell, bind
 from jaxrnn._chunks import scan_in_chunks
-from jaxrnn._linear_scan import LinearRecurrence
 from jaxrnn._masking import masked_body, valid_steps, where
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
 
 
 def scan(
-    step: Step,
+    step: Step | Cell | str,
     params,
     xs: jax.Array,
     *,
@@ -60,7 +58,9 @@ def scan(
     padding holds (even NaN) changes neither values nor gradients.
 
     Args:
-        step: ``step(params, carry, x) -> (carry, y)``, e.g. :func:`jaxrnn.lstm_step`.
+        step: ``step(params, carry, x) -> (carry, y)``, e.g. :func:`jaxrnn.lstm_step`;
+            or a :class:`jaxrnn.Cell` (registered or not) or a registered name,
+            which stand for their step, zero carry and scan rule.
         params: the step's parameters.
         xs: inputs, time-major, shape ``(T, *batch, d)``.
         carry: initial carry, leaves of shape ``(*batch, ...)``; ``None`` means
@@ -78,18 +78,29 @@ def scan(
             gradients are those without remat up to rounding: about 1e-7
             relative in float32, but up to about 1% in bfloat16, where the
             recomputed activations round differently.
-        gradient: ``"auto"`` (default) uses the scan rule that the params' cell
-            registered (:class:`jaxrnn.Cell`), if ``step`` is that cell's step
-            (or a ``functools.partial`` of it with keyword arguments):
-            for the built-in cells a hand-written backward pass through time.
-            ``"autodiff"`` always runs ``lax.scan`` of ``step`` and lets JAX
-            differentiate it, which supports every transformation, forward
-            mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) included.
-        axis_name: shard the time axis (minGRU, minLSTM: cells whose scan rule is
-            a :class:`jaxrnn.LinearRecurrence`). Inside :func:`jax.shard_map` with
-            the time axis of ``xs`` split in order over this mesh axis (or tuple
-            of axes), as ``P(axis_name)`` splits it: ``xs``, ``resets`` and the
-            returned ``ys`` are this device's slice of consecutive steps;
+        gradient: how the sequence runs and is differentiated.
+
+            * ``"auto"`` (default): the scan rule of the step's cell
+              (:class:`jaxrnn.Cell`), if it has one and the step is that
+              cell's own: the cell or its name, the registered step function
+              itself, or ``functools.partial(step, **keywords)`` with
+              keywords the rule takes (``recurrent_mask``). For the built-in
+              cells that is a hand-written backward pass through time or a
+              parallel scan. Anything else runs as ``lax.scan`` of itself,
+              with the same values but none of the rule's speed: a lambda
+              around the step, ``jax.jit(step)`` (jit the call to ``scan``
+              instead), a positional ``partial``.
+            * ``"rule"``: the same, but a step that would run without its
+              cell's rule is an error that says why.
+            * ``"autodiff"``: always ``lax.scan`` of ``step``, differentiated
+              by JAX, which supports every transformation, forward mode
+              (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) included.
+        axis_name: shard the time axis (minGRU, minLSTM: cells whose scan rule
+            supports it, such as a :class:`jaxrnn.LinearRecurrence`). Inside
+            :func:`jax.shard_map` with the time axis of ``xs`` split in order
+            over this mesh axis (or tuple of axes), as ``P(axis_name)`` splits
+            it: ``xs``, ``resets`` and the returned ``ys`` are this device's
+            slice of consecutive steps;
             ``lengths`` counts steps of the whole sequence; ``carry`` is the
             state before the whole sequence and the returned carry the state
             after it, the same on every device (``P()``). Values and gradients
@@ -135,6 +146,28 @@ def scan(
         >>> ys.shape, bool((ys[2:, 1] == 0).all())
         ((6, 2, 5), True)
     """
+    return scan_bound(
+        bind(step, params), params, xs, carry=carry, lengths=lengths, resets=resets,
+        reverse=reverse, unroll=unroll, remat=remat, gradient=gradient, axis_name=axis_name,
+    )  # fmt: skip
+
+
+def scan_bound(
+    bound: Bound,
+    params,
+    xs,
+    *,
+    carry=None,
+    lengths=None,
+    resets=None,
+    reverse=False,
+    unroll=1,
+    remat=False,
+    gradient="auto",
+    axis_name=None,
+):
+    """:func:`scan` of a step already resolved by :func:`jaxrnn._cell.bind` (as stacks
+    resolve it once and add per-layer step options)."""
     xs = _checks.as_floating(xs, "xs")
     if xs.ndim < 2:
         raise ValueError(
@@ -146,15 +179,16 @@ def scan(
         raise ValueError(f"gradient: expected one of {', '.join(GRADIENTS)}, got {gradient!r}")
     if not isinstance(unroll, int) or (not isinstance(unroll, bool) and unroll < 1):
         raise ValueError(f"unroll: expected a positive int or a bool, got {unroll!r}")
+    rule = _rule(bound, gradient)
     offset, total = 0, None  # this device's first step; the whole sequence's length
     if axis_name is not None:
-        offset, total = _time_shard(step, params, axis_name, gradient, remat, xs)
+        offset, total = _time_shard(bound, rule, axis_name, gradient, remat, xs)
     length, batch = xs.shape[0], tuple(xs.shape[1:-1])
-    input_size = getattr(params, "input_size", None)
-    if isinstance(input_size, int):
+    input_size = bound.cell.size_of_input(params)
+    if input_size is not None:
         _checks.check_features(xs, input_size, "xs")
     if carry is None:
-        carry = initial_carry(params, batch)
+        carry = bound.cell.initial_carry(params, batch)
 
     valid = None
     if lengths is not None:
@@ -175,10 +209,8 @@ def scan(
 
     carry0 = carry
     inputs = (xs, valid, resets)
-    found = scan_rule(step, params) if gradient == "auto" else None
-    if found is not None:
-        rule, options = found
-        sharding = {} if axis_name is None else {"axis_name": axis_name}
+    step = bound.step
+    if rule is not None:
         # The step's own trace-time checks, with its messages; the rule below
         # would otherwise report problems in its own terms.
         x = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
@@ -188,7 +220,7 @@ def scan(
             x, keep, reset = inputs
             return rule(
                 params, carry, carry0, x, keep, reset, reverse=reverse, unroll=unroll,
-                options=options, **sharding,
+                options=bound.options, axis_name=axis_name,
             )  # fmt: skip
 
     else:
@@ -204,22 +236,31 @@ def scan(
 
 
 #: The values of :func:`scan`'s ``gradient`` switch.
-GRADIENTS = ("auto", "autodiff")
+GRADIENTS = ("auto", "rule", "autodiff")
 
 
-def _time_shard(step, params, axis_name, gradient, remat, xs):
+def _rule(bound: Bound, gradient: str):
+    """The scan rule that runs ``bound``'s step, or ``None`` for ``lax.scan`` of it."""
+    if gradient == "autodiff":
+        return None
+    if gradient == "rule" and bound.rule is None:
+        raise ValueError(f"gradient: 'rule' needs the step's cell's scan rule, but {bound.no_rule}")
+    return bound.rule
+
+
+def _time_shard(bound: Bound, rule, axis_name, gradient, remat, xs):
     """Checks :func:`scan`'s ``axis_name``; ``(offset, total)``: this device's first
     step and the whole sequence's length (both traced inside ``shard_map``)."""
-    found = scan_rule(step, params) if gradient == "auto" else None
-    if found is None or not isinstance(found[0], LinearRecurrence):
-        what = (
-            "gradient='autodiff'"
-            if gradient != "auto"
-            else f"the step {getattr(step, '__name__', step)!r}"
-        )
+    if rule is None or not rule.time_sharding:
+        if gradient == "autodiff":
+            what = "gradient='autodiff'"
+        elif rule is None:
+            what = f"a step without one ({bound.no_rule})"
+        else:
+            what = f"the {bound.cell.name!r} cell, whose {type(rule).__name__} does not"
         raise ValueError(
-            f"axis_name: sharding the time axis needs a cell whose scan rule is a "
-            f"LinearRecurrence (mingru, minlstm) and gradient='auto', got {what}"
+            "axis_name: sharding the time axis needs a cell whose scan rule supports it "
+            f"(ScanRule.time_sharding: mingru, minlstm), got {what}"
         )
     if remat:
         raise ValueError("remat: a time-sharded scan keeps no activations to rematerialise")

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from jaxrnn import _checks
-from jaxrnn._carry import hidden_state, initial_carry
+from jaxrnn._carry import initial_carry
+from jaxrnn._cell import Cell, bind, get_cell, registered_cell
 from jaxrnn._masking import valid_steps
-from jaxrnn._scan import Step, scan
+from jaxrnn._scan import Step, scan, scan_bound
 from jaxrnn._zoneout import expected_step, training_step
 
 
 def stack_init(
     key,
-    init: Callable,
+    init: Callable | Cell | str,
     input_size: int,
     hidden_size: int,
     *,
@@ -30,14 +29,14 @@ def stack_init(
 
     Layer 0 reads ``input_size`` features; layer ``k + 1`` reads layer ``k``'s
     outputs with both directions concatenated (forward first), as in PyTorch:
-    ``hidden_size`` per direction, or the params' ``output_size`` where they
-    have one (an LSTM with ``proj_size``).
+    ``hidden_size`` per direction, or the cell's ``output_size`` where it says
+    (:class:`jaxrnn.Cell`; an LSTM with ``proj_size``).
 
     Args:
         key: a PRNG key; every layer and direction gets its own.
-        init: a cell initialiser ``init(key, input_size, hidden_size, **cell_options)``,
-            e.g. :func:`jaxrnn.lstm_init` or a user's own (a :class:`jaxrnn.Cell`'s
-            ``init``).
+        init: a :class:`jaxrnn.Cell` or a registered cell's name, or a cell
+            initialiser ``init(key, input_size, hidden_size, **cell_options)``,
+            e.g. :func:`jaxrnn.lstm_init` or a user's own.
         input_size: ``d``.
         hidden_size: ``h``, per direction.
         num_layers: depth of the stack.
@@ -58,6 +57,8 @@ def stack_init(
     _checks.positive_int(num_layers, "num_layers")
     _checks.positive_int(hidden_size, "hidden_size")
     directions = 2 if _checks.boolean(bidirectional, "bidirectional") else 1
+    cell = get_cell(init) if isinstance(init, str | Cell) else None
+    init = cell.init if cell is not None else init
     keys = jax.random.split(key, (num_layers, directions))
     layers, size = [], input_size
     for k in range(num_layers):
@@ -65,12 +66,18 @@ def stack_init(
             init(keys[k, j], size, hidden_size, **cell_options) for j in range(directions)
         )
         layers.append(layer)
-        size = sum(getattr(params, "output_size", hidden_size) for params in layer)
+        size = sum(_output_size(cell or registered_cell(p), p, hidden_size) for p in layer)
     return tuple(layers)
 
 
+def _output_size(cell: Cell | None, params, hidden_size: int) -> int:
+    if cell is None or cell.output_size is None:
+        return hidden_size
+    return cell.output_size(params)
+
+
 def stack_scan(
-    step: Step,
+    step: Step | Cell | str,
     layers,
     xs: jax.Array,
     *,
@@ -114,7 +121,8 @@ def stack_scan(
       all steps.
 
     Args:
-        step: the cell's step, ``step(params, carry, x) -> (carry, y)``.
+        step: the cell's step, ``step(params, carry, x) -> (carry, y)``, or a
+            :class:`jaxrnn.Cell` or a registered cell's name.
         layers: from :func:`stack_init` or :func:`jaxrnn.interop.from_torch`.
         xs: time-major inputs ``(T, *batch, d)``.
         carry: initial state, nested like ``layers`` (a tuple per layer of a
@@ -154,12 +162,11 @@ def stack_scan(
     _checks.rate(zoneout, "zoneout")
     if carry is not None:
         _checks.carry_nesting(carry, num_layers, directions)
+    bound = bind(step, layers[0][0])
     training = key is not None
-    if training and recurrent_dropout > 0 and "recurrent_mask" not in _keywords(step):
-        raise TypeError(
-            f"step: recurrent_dropout needs a step that accepts a recurrent_mask keyword "
-            f"(the built-in steps do); {getattr(step, '__name__', step)!r} does not"
-        )
+    if training and recurrent_dropout > 0:
+        name = getattr(bound.step, "__name__", type(bound.step).__name__)
+        check_recurrent_mask(bound.step_options, f"the step {name!r}")
     keys = jax.random.split(key, (num_layers, directions + 1)) if training else None
     resets_by_direction = _direction_resets(resets, lengths, xs) if resets is not None else None
 
@@ -169,24 +176,14 @@ def stack_scan(
             xs = _dropout(keys[k, directions], xs, dropout)
         outputs, states = [], []
         for j, params in enumerate(layer):
-            c = initial_carry(params, xs.shape[1:-1]) if carry is None else carry[k][j]
-            cell = step
+            batch = xs.shape[1:-1]
+            c = bound.cell.initial_carry(params, batch) if carry is None else carry[k][j]
+            cell = bound
             if training and recurrent_dropout > 0:
-                template = hidden_state(c)
+                template = bound.cell.hidden_state(c)
                 mask = _dropout(keys[k, j], jnp.ones_like(template), recurrent_dropout)
-                cell = functools.partial(step, recurrent_mask=mask)
-            inputs, cell_params = xs, params
-            if zoneout > 0 and training:
-                _checks.check_batch_leading(c, xs.shape[1:-1], "carry", "zoneout")
-                key_z = jax.random.fold_in(keys[k, j], 1)
-                cell, inputs = training_step(cell, params, zoneout, key_z, c, xs)
-                cell_params = None  # closed over by the step; xs carries the masks too
-            elif zoneout > 0:
-                cell = expected_step(cell, zoneout)
-            state, ys = scan(
-                cell,
-                cell_params,
-                inputs,
+                cell = bound.with_options(recurrent_mask=mask)
+            options = dict(
                 carry=c,
                 lengths=lengths,
                 resets=None if resets is None else resets_by_direction[j],
@@ -195,6 +192,17 @@ def stack_scan(
                 remat=remat,
                 gradient=gradient,
             )
+            hidden = bound.cell.hidden_state
+            if zoneout > 0 and training:
+                _checks.check_batch_leading(c, batch, "carry", "zoneout")
+                key_z = jax.random.fold_in(keys[k, j], 1)
+                zoned, inputs = training_step(cell.step, params, zoneout, key_z, c, xs, hidden)
+                # params are closed over by the step; the inputs carry the masks too
+                state, ys = scan(zoned, None, inputs, **options)
+            elif zoneout > 0:
+                state, ys = scan(expected_step(cell.step, zoneout, hidden), params, xs, **options)
+            else:
+                state, ys = scan_bound(cell, params, xs, **options)
             outputs.append(ys)
             states.append(state)
         xs = outputs[0] if directions == 1 else jnp.concatenate(outputs, axis=-1)
@@ -218,7 +226,7 @@ def _direction_resets(resets, lengths, xs):
     return resets, backward
 
 
-def stack_step(step: Step, layers, carry, x: jax.Array):
+def stack_step(step: Step | Cell | str, layers, carry, x: jax.Array):
     """One time step through every layer of a unidirectional stack.
 
     For streaming inference and sampling, where inputs arrive one step at a
@@ -227,7 +235,7 @@ def stack_step(step: Step, layers, carry, x: jax.Array):
     needs the whole sequence, so it is refused.
 
     Args:
-        step: the cell's step.
+        step: the cell's step, or a :class:`jaxrnn.Cell` or a registered cell's name.
         layers: from :func:`stack_init`, one direction per layer.
         carry: nested like ``layers``; :func:`jaxrnn.initial_carry` of ``layers``
             gives zeros.
@@ -251,11 +259,23 @@ def stack_step(step: Step, layers, carry, x: jax.Array):
             f"the whole sequence), got {directions}"
         )
     _checks.carry_nesting(carry, num_layers, 1)
+    step = bind(step, layers[0][0]).step
     new_carry = []
     for (params,), (state,) in zip(layers, carry, strict=True):
         state, x = step(params, state, x)
         new_carry.append((state,))
     return tuple(new_carry), x
+
+
+def stack_initial_carry(step: Step | Cell | str, layers, batch_shape=()):
+    """Zeros for every layer and direction of a stack of ``step``'s cell, nested like ``layers``.
+
+    As :func:`jaxrnn.initial_carry` of ``layers``, for a cell given as a value
+    (which may be unregistered).
+    """
+    _checks.stack_shape(layers)
+    cell = bind(step, layers[0][0]).cell
+    return tuple(tuple(cell.initial_carry(p, batch_shape) for p in layer) for layer in layers)
 
 
 @initial_carry.register(tuple)
@@ -276,10 +296,10 @@ def _dropout(key, x, rate):
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)).astype(x.dtype)
 
 
-def _keywords(step):
-    if isinstance(step, functools.partial):
-        step = step.func
-    try:
-        return inspect.signature(step).parameters
-    except (TypeError, ValueError):
-        return {}
+def check_recurrent_mask(step_options, what: str) -> None:
+    """Recurrent dropout needs a step that takes a ``recurrent_mask`` keyword."""
+    if "recurrent_mask" not in step_options:
+        raise TypeError(
+            f"recurrent_dropout: needs a step that takes a recurrent_mask keyword; {what} does "
+            f"not (its step options: {', '.join(step_options) or 'none'})"
+        )

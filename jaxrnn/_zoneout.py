@@ -9,8 +9,8 @@ probability ``p``, drawn anew at every step and for every sequence::
 where ``H~_t`` is the step's own new value. In evaluation the mask is replaced
 by its expectation, ``H_t = p H_{t-1} + (1 - p) H~_t``: zoneout changes the
 computation whenever ``p > 0``: unlike inverted dropout, it has no "off" at
-test time. The wrapped step's output is the zoned hidden state (the carry
-itself, or its ``h`` field), which for the built-in cells is what their ``y`` is.
+test time. The wrapped step's output is the zoned hidden state
+(:attr:`jaxrnn.Cell.hidden`), which for the built-in cells is what their ``y`` is.
 
 The training masks are drawn up front, one ``(T, *batch, units)`` array per
 layer and direction in the inputs' dtype, and travel to each step appended to
@@ -31,27 +31,31 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import _checks
-from jaxrnn._carry import hidden_state
 
 
-def expected_step(step, rate: float):
-    """``step`` with zoneout in evaluation: every carry leaf ``p * old + (1 - p) * new``."""
+def expected_step(step, rate: float, hidden):
+    """``step`` with zoneout in evaluation: every carry leaf ``p * old + (1 - p) * new``.
+
+    ``hidden(carry)`` is the hidden state in a carry (:meth:`jaxrnn.Cell.hidden_state`),
+    the wrapped step's output.
+    """
 
     def zoned(params, carry, x):
         new, _ = step(params, carry, x)
         new = jax.tree.map(lambda old, a: (rate * old + (1 - rate) * a).astype(a.dtype), carry, new)
-        return new, hidden_state(new)
+        return new, hidden(new)
 
     return zoned
 
 
-def training_step(step, params, rate: float, key, carry, xs):
+def training_step(step, params, rate: float, key, carry, xs, hidden):
     """``(zoned, xs_with_masks)``: the step with sampled zoneout, and its inputs.
 
     ``zoned(_, carry, x)`` ignores its first argument (``params`` is closed
     over, so that :func:`jaxrnn.scan` checks no feature size against the wider
     inputs) and splits ``x`` into the step's input and one mask per carry leaf.
-    Every leaf of ``carry`` must start with the batch axes ``xs.shape[1:-1]``.
+    Every leaf of ``carry`` must start with the batch axes ``xs.shape[1:-1]``;
+    ``hidden`` is as for :func:`expected_step`.
     """
     xs = _checks.as_floating(xs, "xs")
     if xs.ndim < 2:
@@ -81,6 +85,6 @@ def training_step(step, params, rate: float, key, carry, xs):
                 )
             ],
         )
-        return new, hidden_state(new)
+        return new, hidden(new)
 
     return zoned, jnp.concatenate([xs, keep_old.astype(xs.dtype)], axis=-1)

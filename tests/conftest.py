@@ -1,3 +1,15 @@
+import os
+
+# The suite compiles far more than it runs: thousands of small programs, each run a
+# few times. LLVM's optimisations are most of XLA:CPU's compile time and change no
+# result a test compares (every side of a comparison is compiled alike), so the tests
+# (and the processes they start, which inherit this) compile without them. A flag the
+# caller set wins.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
+
 import jax
 import pytest
 

@@ -1,14 +1,18 @@
-"""NumPy renderings of the cell equations, written from the formulas, in float64.
+"""NumPy renderings of every built-in cell's equations, written from the formulas, in float64.
 
 They share nothing with the library but the parameter layout (fused gates in
-the documented order), which they take apart by hand.
+the documented order), which they take apart by hand. Each is
+``step(params, carry, x, mask=None) -> (carry, y)`` on NumPy arrays; an LSTM
+carry is the tuple ``(h, c)``. ``mask`` is the recurrent mask on ``H_{t-1}``.
+Adding a built-in cell means adding its rendering here (and a row to
+``tests.helpers.CASES``).
 """
 
 import numpy as np
 
 
-def _np(p):
-    return {k: np.asarray(v, np.float64) for k, v in vars(p).items() if hasattr(v, "shape")}
+def f64(a):
+    return None if a is None else np.asarray(a, np.float64)
 
 
 def sigmoid(a):
@@ -16,50 +20,145 @@ def sigmoid(a):
 
 
 def _mask(h, mask):
-    return h if mask is None else h * np.asarray(mask, np.float64)
+    return h if mask is None else h * f64(mask)
+
+
+def layer_norm(a, scale, bias, gates):
+    """Each of ``gates`` blocks of the last axis normalised on its own (epsilon 1e-5)."""
+    blocks = np.split(a, gates, axis=-1)
+    out = [
+        (b - b.mean(-1, keepdims=True)) / np.sqrt(b.var(-1, keepdims=True) + 1e-5) for b in blocks
+    ]
+    return np.concatenate(out, axis=-1) * scale + bias
 
 
 def rnn(p, h, x, mask=None):
-    q = _np(p)
-    h_in = _mask(np.asarray(h, np.float64), mask)
-    pre = np.asarray(x, np.float64) @ q["w_x"] + h_in @ q["w_h"] + q["b"]
+    h_in = _mask(f64(h), mask)
+    pre = f64(x) @ f64(p.w_x) + h_in @ f64(p.w_h) + f64(p.b)
     h = np.tanh(pre) if p.activation == "tanh" else np.maximum(pre, 0.0)
     return h, h
 
 
 def lstm(p, carry, x, mask=None):
-    q = _np(p)
-    n = q["w_h"].shape[0]
-    h, c = (np.asarray(a, np.float64) for a in carry)
-    x = np.asarray(x, np.float64)
+    """Every variant: projection, peepholes, layer norm, coupled gates, cell clip."""
+    h, c = (f64(a) for a in carry)
+    x = f64(x)
     h_in = _mask(h, mask)
+    G = 3 if p.coupled else 4
+    ax, ah = x @ f64(p.w_x), h_in @ f64(p.w_h)
+    if p.layer_norm:
+        ax = layer_norm(ax, f64(p.ln_x.scale), f64(p.ln_x.bias), G)
+        ah = layer_norm(ah, f64(p.ln_h.scale), f64(p.ln_h.bias), G)
+    blocks = np.split(ax + ah + f64(p.b), G, axis=-1)
+    names = "fgo" if p.coupled else "ifgo"
+    a = dict(zip(names, blocks, strict=True))
+    if p.peephole:
+        w = dict(zip("fo" if p.coupled else "ifo", np.split(f64(p.w_c), G - 1), strict=True))
+        for gate in "if" if not p.coupled else "f":
+            a[gate] = a[gate] + w[gate] * c
+    f = sigmoid(a["f"])
+    i = 1 - f if p.coupled else sigmoid(a["i"])
+    c = f * c + i * np.tanh(a["g"])
+    if p.cell_clip is not None:
+        c = np.clip(c, -p.cell_clip, p.cell_clip)
+    if p.peephole:
+        a["o"] = a["o"] + w["o"] * c
+    c_out = layer_norm(c, f64(p.ln_c.scale), f64(p.ln_c.bias), 1) if p.layer_norm else c
+    h = sigmoid(a["o"]) * np.tanh(c_out)
+    if p.proj_size:
+        h = h @ f64(p.w_r)
+    return (h, c), h
 
-    def block(k):
-        s = slice(k * n, (k + 1) * n)
-        return x @ q["w_x"][:, s] + h_in @ q["w_h"][:, s] + q["b"][s]
 
-    i, f, g, o = sigmoid(block(0)), sigmoid(block(1)), np.tanh(block(2)), sigmoid(block(3))
+def gru(p, h, x, mask=None):
+    """Both reset placements, with and without layer norm."""
+    h, x = f64(h), f64(x)
+    h_in = _mask(h, mask)  # enters the matmuls; the interpolation uses h
+    n = h.shape[-1]
+
+    def part(a, k):
+        return a[..., k * n : (k + 1) * n]
+
+    def norm(a, ln, k):
+        if not p.layer_norm:
+            return a
+        return layer_norm(a, part(f64(ln.scale), k), part(f64(ln.bias), k), 1)
+
+    wx, wh, bx, bh = f64(p.w_x), f64(p.w_h), f64(p.b_x), f64(p.b_h)
+    xr, xz, xn = (norm(x @ part(wx, k), p.ln_x, k) + part(bx, k) for k in range(3))
+    r = sigmoid(xr + norm(h_in @ part(wh, 0), p.ln_h, 0) + part(bh, 0))
+    z = sigmoid(xz + norm(h_in @ part(wh, 1), p.ln_h, 1) + part(bh, 1))
+    if p.reset_after:
+        cand = np.tanh(xn + r * (norm(h_in @ part(wh, 2), p.ln_h, 2) + part(bh, 2)))
+    else:
+        cand = np.tanh(xn + norm((r * h_in) @ part(wh, 2), p.ln_h, 2) + part(bh, 2))
+    h = z * h + (1 - z) * cand
+    return h, h
+
+
+def mgu(p, h, x, mask=None):
+    n = p.w_h.shape[0]
+    h, x = f64(h), f64(x)
+    h_in = _mask(h, mask)  # the matmuls only
+    w_x, w_h, b_x = f64(p.w_x), f64(p.w_h), f64(p.b_x)
+    f = sigmoid(x @ w_x[:, :n] + b_x[:n] + h_in @ w_h[:, :n])
+    if p.reset_gate:
+        cand = np.tanh(x @ w_x[:, n:] + b_x[n:] + f * (h_in @ w_h[:, n:] + f64(p.b_h)))
+    else:
+        cand = np.tanh(x @ w_x[:, n:] + b_x[n:] + h_in @ w_h[:, n:])
+    h = (1 - f) * cand + f * h
+    return h, h
+
+
+def conv_same(x, w):
+    """Stride-1 'SAME' cross-correlation: (k - 1) // 2 zeros before, k // 2 after."""
+    k = w.shape[:-2]
+    spatial = x.shape[x.ndim - len(k) - 1 : -1]
+    pad = [(0, 0)] * (x.ndim - len(k) - 1) + [((s - 1) // 2, s // 2) for s in k] + [(0, 0)]
+    xp = np.pad(x, pad)
+    out = np.zeros((*x.shape[:-1], w.shape[-1]))
+    for offset in np.ndindex(*k):
+        window = tuple(slice(o, o + s) for o, s in zip(offset, spatial, strict=True))
+        out += xp[(Ellipsis, *window, slice(None))] @ w[offset]
+    return out
+
+
+def conv_lstm(p, carry, x, mask=None):
+    h, c = (f64(a) for a in carry)
+    h_in = _mask(h, mask)
+    n = p.b.shape[0] // 4
+    gates = conv_same(f64(x), f64(p.w_x)) + conv_same(h_in, f64(p.w_h)) + f64(p.b)
+    i, f, g, o = (gates[..., k * n : (k + 1) * n] for k in range(4))
+    i, f, g, o = sigmoid(i), sigmoid(f), np.tanh(g), sigmoid(o)
     c = f * c + i * g
     h = o * np.tanh(c)
     return (h, c), h
 
 
-def gru(p, h, x, mask=None):
-    q = _np(p)
-    n = q["w_h"].shape[0]
-    h, x = np.asarray(h, np.float64), np.asarray(x, np.float64)
-    h_in = _mask(h, mask)  # enters the matmuls; the interpolation uses h
-    wx = [q["w_x"][:, k * n : (k + 1) * n] for k in range(3)]
-    wh = [q["w_h"][:, k * n : (k + 1) * n] for k in range(3)]
-    bx = [q["b_x"][k * n : (k + 1) * n] for k in range(3)]
-    bh = [q["b_h"][k * n : (k + 1) * n] for k in range(3)]
-    r = sigmoid(x @ wx[0] + bx[0] + h_in @ wh[0] + bh[0])
-    z = sigmoid(x @ wx[1] + bx[1] + h_in @ wh[1] + bh[1])
-    if p.reset_after:
-        cand = np.tanh(x @ wx[2] + bx[2] + r * (h_in @ wh[2] + bh[2]))
-    else:
-        cand = np.tanh(x @ wx[2] + bx[2] + (r * h_in) @ wh[2] + bh[2])
-    h = z * h + (1 - z) * cand
+def _g(a):
+    """minGRU's and minLSTM's candidate activation: a + 1/2 above 0, σ(a) below."""
+    return np.where(a >= 0, a + 0.5, sigmoid(a))
+
+
+def _input_blocks(p, x, gates):
+    w, b = f64(p.w_x), f64(p.b)
+    n = w.shape[1] // gates
+    return [f64(x) @ w[:, k * n : (k + 1) * n] + b[k * n : (k + 1) * n] for k in range(gates)]
+
+
+def mingru(p, h, x, mask=None):
+    assert mask is None
+    a_z, a_h = _input_blocks(p, x, 2)
+    z = sigmoid(a_z)
+    h = (1 - z) * f64(h) + z * _g(a_h)
+    return h, h
+
+
+def minlstm(p, h, x, mask=None):
+    assert mask is None
+    a_f, a_i, a_h = _input_blocks(p, x, 3)
+    f, i = sigmoid(a_f), sigmoid(a_i)
+    h = f / (f + i) * f64(h) + i / (f + i) * _g(a_h)
     return h, h
 
 
@@ -72,26 +171,25 @@ def run(cell, p, carry, xs):
     return carry, np.stack(ys)
 
 
-def stack(cell, layers, xs, lengths):
-    """A deep (bi)directional stack over ``xs (T, B, d)``, one sequence at a time.
+def stack(cell, layers, xs, lengths, zero):
+    """A deep (bi)directional stack over ``xs (T, B, *spatial, d)``, one sequence at a time.
 
     Each sequence's valid prefix runs forwards and, for a second direction,
     backwards from its last valid step; outputs past the length are zero.
-    Returns (final carries [layer][direction][b], outputs (T, B, h * directions)).
+    ``zero(params)`` is one sequence's zero carry. Returns (final carries
+    [layer][direction][b], outputs (T, B, *spatial, h * directions)).
     """
-    xs = np.asarray(xs, np.float64)
-    T, B, _ = xs.shape
+    xs = f64(xs)
+    T, B = xs.shape[:2]
     finals = []
     for layer in layers:
         outs, states = [], []
         for direction, p in enumerate(layer):
-            n_h = np.asarray(p.w_h).shape[0]
-            ys = np.zeros((T, B, n_h))
+            ys = np.zeros((T, B, *cell(p, zero(p), xs[0, 0])[1].shape))
             per_seq = []
             for b in range(B):
                 n = int(min(max(lengths[b], 0), T))
-                zero = np.zeros(n_h)
-                carry = (zero, zero) if cell is lstm else zero
+                carry = zero(p)
                 order = range(n - 1, -1, -1) if direction == 1 else range(n)
                 for t in order:
                     carry, ys[t, b] = cell(p, carry, xs[t, b])

@@ -151,13 +151,13 @@ def gathered_elements(hlo_line):
     return sum(int(np.prod([int(n) for n in dims.split(",") if n])) for dims in shapes)
 
 
-def time_sharding(length=4096, batch=3):
+def time_sharding(length=512, batch=3):
     """minGRU and minLSTM with the time axis split over the 4 devices (``axis_name``),
     against the unsharded scan: values, gradients, and what is communicated."""
     mesh = Mesh(np.array(jax.devices()), ("time",))
     xs = jax.random.normal(jax.random.key(6), (length, batch, D))
-    lengths = jnp.array([length, 1500, 0], jnp.int16)  # one ends inside device 1's slice
-    resets = jax.random.bernoulli(jax.random.key(7), 0.002, (length, batch))
+    lengths = jnp.array([length, 190, 0], jnp.int16)  # one ends inside device 1's slice
+    resets = jax.random.bernoulli(jax.random.key(7), 0.01, (length, batch))
     h0 = jax.random.normal(jax.random.key(8), (batch, H))
     args = (xs, h0, lengths, resets)
     out = {}

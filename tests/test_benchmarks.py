@@ -4,6 +4,9 @@ import json
 
 import pytest
 
+# Each runs a worker process or a benchmark script: the full suite only.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("torch")
 run = pytest.importorskip("benchmarks.run")
 stacks = pytest.importorskip("benchmarks.stacks")

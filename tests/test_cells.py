@@ -1,4 +1,7 @@
-"""Each cell against the NumPy rendering of its equations, and the init scheme."""
+"""Batching and long sequences of the classic cells, and the init scheme.
+
+Each cell's equations are held to NumPy in ``tests/conformance``.
+"""
 
 import functools
 
@@ -8,50 +11,14 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from tests import reference
-from tests.cells import CELLS, make, numpy_carry, random_carry
+from tests.helpers import CASES, CLASSIC, make
 
 D, H = 5, 7
 
 
-@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
-@pytest.mark.parametrize("name", CELLS)
-def test_step_matches_numpy(name, batch):
-    key = jax.random.key(0)
-    params, step, ref = make(name, key, D, H)
-    carry = random_carry(params, jax.random.key(1), batch)
-    x = jax.random.normal(jax.random.key(2), (*batch, D))
-    new_carry, y = jax.jit(step)(params, carry, x)
-    want_carry, want_y = ref(params, numpy_carry(carry), np.asarray(x))
-    np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-        tuple(jax.tree.leaves(new_carry)),
-        tuple(jax.tree.leaves(want_carry)) if isinstance(want_carry, tuple) else (want_carry,),
-    )
-    assert y.shape == (*batch, H)
-
-
-@pytest.mark.parametrize("name", CELLS)
-def test_lax_scan_matches_numpy_loop(name):
-    params, step, ref = make(name, jax.random.key(3), D, H)
-    xs = jax.random.normal(jax.random.key(4), (11, 2, D))
-    carry = jaxrnn.initial_carry(params, (2,))
-    carry, ys = jax.jit(lambda c, xs: jax.lax.scan(functools.partial(step, params), c, xs))(
-        carry, xs
-    )
-    _want_carry, want_ys = reference.run(
-        ref, params, numpy_carry(jaxrnn.initial_carry(params, (2,))), np.asarray(xs)
-    )
-    np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(
-        jax.tree.leaves(carry)[0], np.asarray(want_ys[-1]), rtol=1e-5, atol=1e-5
-    )
-
-
-@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_vmap_over_sequences_equals_batched_call(name):
-    params, step, _ = make(name, jax.random.key(5), D, H)
+    params, step = make(name, D, H, seed=5), CASES[name].step
     xs = jax.random.normal(jax.random.key(6), (4, 9, D))  # (B, T, d), batch-major for vmap
 
     def one(seq):
@@ -65,24 +32,9 @@ def test_vmap_over_sequences_equals_batched_call(name):
     )
 
 
-@pytest.mark.parametrize("name", CELLS)
-def test_bfloat16_in_bfloat16_out(name):
-    init, step, ref, options = CELLS[name]
-    params = init(jax.random.key(7), D, H, dtype=jnp.bfloat16, **options)
-    assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(params))
-    xs = jax.random.normal(jax.random.key(8), (6, 2, D), jnp.bfloat16)
-    carry, ys = jax.jit(functools.partial(jaxrnn.scan, step))(params, xs)
-    assert ys.dtype == jnp.bfloat16
-    assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(carry))
-    _, want = reference.run(
-        ref, params, numpy_carry(jaxrnn.initial_carry(params, (2,))), np.asarray(xs, np.float32)
-    )
-    np.testing.assert_allclose(np.asarray(ys, np.float32), want, atol=0.06)
-
-
-@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_long_sequences_with_large_inputs_stay_finite(name):
-    params, step, _ = make(name, jax.random.key(9), D, H)
+    params, step = make(name, D, H, seed=9), CASES[name].step
     xs = 100.0 * jax.random.normal(jax.random.key(10), (5000, 2, D))
     _carry, ys = jax.jit(functools.partial(jaxrnn.scan, step))(params, xs)
     assert bool(jnp.isfinite(ys).all())

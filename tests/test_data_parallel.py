@@ -85,7 +85,8 @@ def _run_two_processes(directory):
     address = f"127.0.0.1:{_free_port()}"
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        # The test process's own flags (its compile options), and 2 host devices.
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
         "JAX_PLATFORMS": "cpu",
         "PYTHONUNBUFFERED": "1",
     }
@@ -144,10 +145,12 @@ def _max_difference(a, b) -> float:
 # ---------------------------------------------------------------- one process, 4 devices
 
 
+@pytest.mark.slow
 def test_four_host_devices(report):
     assert report["devices"] == 4
 
 
+@pytest.mark.slow
 def test_the_char_lm_on_four_devices_equals_one_device(report):
     lm = report["lm"]
     four, one = lm["records"]["4"], lm["records"]["1"]
@@ -158,6 +161,7 @@ def test_the_char_lm_on_four_devices_equals_one_device(report):
     assert lm["state_difference"] < TOLERANCE  # parameters, Adam moments, carried state
 
 
+@pytest.mark.slow
 def test_parameters_are_replicated_and_the_streams_split(report):
     lm = report["lm"]
     assert lm["params"] == {"specs": ["P()"], "devices": [4]}
@@ -166,12 +170,14 @@ def test_parameters_are_replicated_and_the_streams_split(report):
     assert lm["carry_on_one"]["devices"] == [1]  # devices=1: no parallelism
 
 
+@pytest.mark.slow
 def test_the_progress_line_says_how_many_devices(report):
     (line,) = report["lm"]["progress_lines"]
     assert line.startswith("step 5/20  loss ") and line.endswith(" chars/s on 4 devices"), line
 
 
 @pytest.mark.parametrize("devices", [2, 1])
+@pytest.mark.slow
 def test_a_checkpoint_from_four_devices_resumes_on_fewer_to_the_same_end(report, devices):
     resumed = report["resumed"][str(devices)]
     assert resumed["resumed_from"] == 10
@@ -194,6 +200,7 @@ def test_a_checkpoint_from_four_devices_resumes_on_fewer_to_the_same_end(report,
         ("too_many", "devices: expected an int >= 1 and <= 4 (the devices of this process"),
     ],
 )
+@pytest.mark.slow
 def test_a_batch_that_does_not_split_is_refused_before_anything_is_written(report, case, message):
     refused = report["refused"][case]
     assert refused["code"] == 2
@@ -201,12 +208,14 @@ def test_a_batch_that_does_not_split_is_refused_before_anything_is_written(repor
     assert "\n" not in refused["stderr"] and not refused["written"]
 
 
+@pytest.mark.slow
 def test_sampling_from_a_four_device_checkpoint(report):
     sample = report["sample"]
     assert sample["code"] == 0 and sample["text"].startswith("The ")
 
 
 @pytest.mark.parametrize("name", ["adding", "classify", "forecast"])
+@pytest.mark.slow
 def test_every_example_trains_on_all_devices_by_default(report, name):
     run = report["others"][name]
     assert run["devices"] == [4]
@@ -217,6 +226,7 @@ def test_every_example_trains_on_all_devices_by_default(report, name):
 # ---------------------------------------------------------------- 2 processes, 2 devices each
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_equal_one_process_of_four(report, two_processes):
     directory, run = two_processes
     assert run["codes"] == [0, 0], "\n".join(o[-3000:] for o in run["outputs"])

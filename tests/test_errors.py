@@ -7,14 +7,15 @@ import jax.numpy as jnp
 import pytest
 
 import jaxrnn
-from tests.cells import CELLS
+from tests.helpers import CASES, CLASSIC
 
 D, H = 4, 6
 
 
 def params_of(name, **kw):
-    init, step, _, options = CELLS[name]
-    return init(jax.random.key(0), D, H, **options, **kw), step
+    case = CASES[name]
+    cell = jaxrnn.get_cell(case.cell)
+    return cell.init(jax.random.key(0), D, H, **case.options, **kw), cell.step
 
 
 def both(fn, *args, **kwargs):
@@ -23,7 +24,7 @@ def both(fn, *args, **kwargs):
     yield lambda: jax.jit(functools.partial(fn, **kwargs))(*args)
 
 
-@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_step_wrong_feature_size(name):
     params, step = params_of(name)
     carry = jaxrnn.initial_carry(params, (2,))
@@ -32,7 +33,7 @@ def test_step_wrong_feature_size(name):
             call()
 
 
-@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_step_carry_of_wrong_shape(name):
     params, step = params_of(name)
     carry = jaxrnn.initial_carry(params, (3,))
@@ -41,7 +42,7 @@ def test_step_carry_of_wrong_shape(name):
             call()
 
 
-@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_step_integer_input(name):
     params, step = params_of(name)
     with pytest.raises(TypeError, match="x: expected a floating-point array, got dtype int32"):
@@ -63,7 +64,7 @@ def test_lstm_carry_must_be_named():
         step(params, (carry.h, carry.c), jnp.ones(D))
 
 
-@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_scan_bad_inputs(name):
     params, step = params_of(name)
     xs = jnp.ones((5, 2, 3, D))

@@ -68,6 +68,7 @@ def test_configs_load_with_their_schemas():
         train.load_config(module.Config, module.CONFIG)
 
 
+@pytest.mark.slow
 def test_char_lm_trains_resumes_and_samples(tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("the cat sat on the mat. " * 40)
@@ -105,6 +106,7 @@ def test_char_lm_trains_resumes_and_samples(tmp_path, capsys):
     assert set(printed) <= set("the cat sat on the mat. \n")
 
 
+@pytest.mark.slow
 def test_char_lm_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     config = lm_config("steps=14")  # the default corpus: Python's own documentation
     straight = char_lm.train_and_evaluate(config, tmp_path / "straight")
@@ -135,6 +137,7 @@ def test_char_lm_reset_prob_zeroes_exactly_the_chosen_streams():
         assert chosen.sum() == expected if expected is not None else 0 < chosen.sum() < 64
 
 
+@pytest.mark.slow
 def test_char_lm_reset_prob_resumes_bit_exactly(tmp_path):
     config = lm_config("steps=8", "reset_prob=0.5")
     straight = char_lm.train_and_evaluate(config, tmp_path / "straight")
@@ -229,6 +232,7 @@ def test_char_lm_bad_input_is_a_clear_error_and_loses_nothing(tmp_path, capsys):
     assert "train a model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path):
     workdir = tmp_path / "run"
     command = [
@@ -264,6 +268,7 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path):
     assert "bits/char" in done.stdout
 
 
+@pytest.mark.slow
 def test_adding_problem_runs_resumes_and_plots(tmp_path):
     config = train.load_config(
         adding.Config,
@@ -324,6 +329,7 @@ def test_make_batch_is_the_adding_problem():
     assert abs(float(np.mean((targets - 1.0) ** 2)) - 1 / 6) < 0.03  # the 0.167 baseline
 
 
+@pytest.mark.slow
 def test_adding_problem_gates_beat_the_vanishing_gradient(tmp_path):
     """At T = 60 the tanh RNN stays at the baseline while the LSTM and GRU learn."""
     config = train.load_config(
@@ -345,6 +351,7 @@ def test_adding_problem_gates_beat_the_vanishing_gradient(tmp_path):
     assert mse["lstm"] < 0.06 and mse["gru"] < 0.06, mse
 
 
+@pytest.mark.slow
 def test_classifier_trains_resumes_and_plots(tmp_path):
     config = train.load_config(
         classify.Config,
@@ -368,6 +375,7 @@ def test_classifier_trains_resumes_and_plots(tmp_path):
 
 
 @pytest.mark.parametrize("series", ["sunspots", "co2"])
+@pytest.mark.slow
 def test_forecaster_trains_resumes_and_beats_nothing_silly(tmp_path, series):
     config = train.load_config(
         forecast.Config,

@@ -12,7 +12,7 @@ from flax import linen as nn
 from flax import nnx
 
 import jaxrnn
-from tests.test_new_cells import normal, random_like
+from tests.helpers import normal, random_like
 
 D, H, T, B = 3, 4, 6, 2
 

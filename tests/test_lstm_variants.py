@@ -1,9 +1,9 @@
-"""The LSTM variants and the layer-normalised GRU against NumPy, JAX's own gradient, and rules.
+"""The LSTM variants and the layer-normalised GRU: what each option means beyond its equations.
 
-Each variant is an option of ``lstm_init``/``gru_init``. Here each is held to a
-float64 NumPy rendering written from its equations, to finite differences, and
-its fused gradient to ``jaxrnn.scan(..., gradient="autodiff")`` under every
-option of the scan.
+Each variant is an option of ``lstm_init``/``gru_init`` and a row of the
+conformance table, which holds it to NumPy, finite differences and
+``lax.scan`` of its step. Here: second-order gradients, what layer norm and
+the cell clip do, the init layout, bad options, stacks and modules.
 """
 
 import functools
@@ -16,134 +16,15 @@ from flax import nnx
 from jax.test_util import check_grads
 
 import jaxrnn
-from tests.test_fused import loss_weights, tree_close
+from tests.helpers import CASES, P, fast_jit, random_carry, tree_close
+from tests.helpers import make as make_params
 
-D, H, P = 4, 6, 3
-# XLA's backend optimisations take most of the compile time of these small programs and
-# change no result that the tests compare (both sides are compiled alike).
-FAST = {"xla_backend_optimization_level": 0}
+D, H = 4, 6
 
 
-def fast_jit(fn):
-    return jax.jit(fn, compiler_options=FAST)
-
-
-# test case -> (cell name, init options)
-VARIANTS = {
-    "proj": ("lstm", {"proj_size": P}),
-    "peephole": ("lstm", {"peephole": True}),
-    "layer_norm": ("lstm", {"layer_norm": True}),
-    "coupled": ("lstm", {"coupled": True}),
-    "clip": ("lstm", {"cell_clip": 0.5}),
-    "proj_peephole_clip": ("lstm", {"proj_size": P, "peephole": True, "cell_clip": 0.4}),
-    "all": (
-        "lstm",
-        {"proj_size": P, "peephole": True, "layer_norm": True, "coupled": True, "cell_clip": 0.5},
-    ),
-    "gru_ln": ("gru", {"layer_norm": True}),
-    "gru_ln_reset_after": ("gru", {"layer_norm": True, "reset_after": True}),
-}
-
-
-def make(name, key=0, d=D, h=H, dtype=jnp.float32):
-    """(params, step) with every vector (biases, peepholes, gains) drawn at random."""
-    cell, options = VARIANTS[name]
-    cell = jaxrnn.get_cell(cell)
-    params = cell.init(jax.random.key(key), d, h, dtype=dtype, **options)
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(key + 1), len(leaves))
-    leaves = [
-        a + (0.3 * jax.random.normal(k, a.shape)).astype(a.dtype) if a.ndim == 1 else a
-        for a, k in zip(leaves, keys, strict=True)
-    ]
-    return jax.tree.unflatten(tree, leaves), cell.step
-
-
-def random_carry(params, key, batch, scale=0.5):
-    zeros = jaxrnn.initial_carry(params, batch)
-    leaves, tree = jax.tree.flatten(zeros)
-    keys = jax.random.split(jax.random.key(key), len(leaves))
-    return jax.tree.unflatten(
-        tree,
-        [scale * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys, strict=True)],
-    )
-
-
-# NumPy, float64, from the equations in the docstrings --------------------------------------
-
-
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
-def layer_norm(a, scale, bias, gates):
-    """Each of ``gates`` blocks of the last axis normalised on its own (epsilon 1e-5)."""
-    blocks = np.split(a, gates, axis=-1)
-    out = [
-        (b - b.mean(-1, keepdims=True)) / np.sqrt(b.var(-1, keepdims=True) + 1e-5) for b in blocks
-    ]
-    return np.concatenate(out, axis=-1) * scale + bias
-
-
-def f64(a):
-    return None if a is None else np.asarray(a, np.float64)
-
-
-def lstm_numpy(p, carry, x, mask=None):
-    h, c = (f64(a) for a in carry)
-    x = f64(x)
-    h_in = h if mask is None else h * f64(mask)
-    G = 3 if p.coupled else 4
-    ax, ah = x @ f64(p.w_x), h_in @ f64(p.w_h)
-    if p.layer_norm:
-        ax = layer_norm(ax, f64(p.ln_x.scale), f64(p.ln_x.bias), G)
-        ah = layer_norm(ah, f64(p.ln_h.scale), f64(p.ln_h.bias), G)
-    blocks = np.split(ax + ah + f64(p.b), G, axis=-1)
-    names = "fgo" if p.coupled else "ifgo"
-    a = dict(zip(names, blocks, strict=True))
-    if p.peephole:
-        w = dict(zip("fo" if p.coupled else "ifo", np.split(f64(p.w_c), G - 1), strict=True))
-        for gate in "if" if not p.coupled else "f":
-            a[gate] = a[gate] + w[gate] * c
-    f = sigmoid(a["f"])
-    i = 1 - f if p.coupled else sigmoid(a["i"])
-    c = f * c + i * np.tanh(a["g"])
-    if p.cell_clip is not None:
-        c = np.clip(c, -p.cell_clip, p.cell_clip)
-    if p.peephole:
-        a["o"] = a["o"] + w["o"] * c
-    c_out = layer_norm(c, f64(p.ln_c.scale), f64(p.ln_c.bias), 1) if p.layer_norm else c
-    h = sigmoid(a["o"]) * np.tanh(c_out)
-    if p.proj_size:
-        h = h @ f64(p.w_r)
-    return (h, c), h
-
-
-def gru_numpy(p, h, x, mask=None):
-    h, x = f64(h), f64(x)
-    h_in = h if mask is None else h * f64(mask)
-    n = h.shape[-1]
-    part = lambda a, k: a[..., k * n : (k + 1) * n]
-    ln_x = lambda a, k: layer_norm(a, part(f64(p.ln_x.scale), k), part(f64(p.ln_x.bias), k), 1)
-    ln_h = lambda a, k: layer_norm(a, part(f64(p.ln_h.scale), k), part(f64(p.ln_h.bias), k), 1)
-    wx, wh, bx, bh = f64(p.w_x), f64(p.w_h), f64(p.b_x), f64(p.b_h)
-    xr, xz, xn = (ln_x(x @ part(wx, k), k) + part(bx, k) for k in range(3))
-    r = sigmoid(xr + ln_h(h_in @ part(wh, 0), 0) + part(bh, 0))
-    z = sigmoid(xz + ln_h(h_in @ part(wh, 1), 1) + part(bh, 1))
-    if p.reset_after:
-        cand = np.tanh(xn + r * (ln_h(h_in @ part(wh, 2), 2) + part(bh, 2)))
-    else:
-        cand = np.tanh(xn + ln_h((r * h_in) @ part(wh, 2), 2) + part(bh, 2))
-    h = z * h + (1 - z) * cand
-    return h, h
-
-
-def numpy_step(name):
-    return lstm_numpy if VARIANTS[name][0] == "lstm" else gru_numpy
-
-
-def numpy_carry(carry):
-    return tuple(np.asarray(a) for a in carry) if isinstance(carry, tuple) else np.asarray(carry)
+def make(name, dtype=jnp.float32):
+    """(params, step) of a row of the conformance table, every vector drawn at random."""
+    return make_params(name, D, H, dtype=dtype), CASES[name].step
 
 
 def hidden(carry):
@@ -153,26 +34,13 @@ def hidden(carry):
 # The equations -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
-@pytest.mark.parametrize("name", VARIANTS)
-def test_step_matches_numpy(name, batch):
-    params, step = make(name)
-    carry = random_carry(params, 2, batch)
-    x = jax.random.normal(jax.random.key(3), (*batch, D))
-    mask = 2.0 * jax.random.bernoulli(jax.random.key(4), 0.5, hidden(carry).shape)
-    mask = mask.astype(jnp.float32)
-    new, y = fast_jit(step)(params, carry, x, recurrent_mask=mask)
-    want_carry, want_y = numpy_step(name)(params, numpy_carry(carry), np.asarray(x), mask)
-    np.testing.assert_allclose(y, want_y, rtol=2e-5, atol=2e-6)
-    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(want_carry), strict=True):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
-    assert y.shape == (*batch, P if VARIANTS[name][1].get("proj_size") else H)
-
-
 # Every option at least once: non-coupled peepholes, projection and clip; layer norm with all
 # the others (coupled); the GRU's two reset placements. Reverse mode, which training uses
 # (forward mode through a step is JAX's own, and each mode costs seconds here).
-@pytest.mark.parametrize("name", ["all", "proj_peephole_clip", "gru_ln", "gru_ln_reset_after"])
+@pytest.mark.parametrize(
+    "name", ["lstm_all", "lstm_proj_peephole_clip", "gru_layer_norm", "gru_layer_norm_reset_after"]
+)
+@pytest.mark.slow
 def test_step_gradients_order_2(name, x64):
     params, step = make(name, dtype=jnp.float64)
     carry = random_carry(params, 2, ())
@@ -181,54 +49,12 @@ def test_step_gradients_order_2(name, x64):
     check_grads(step, (params, carry, x), order=2, modes=["rev"], atol=1e-4, rtol=1e-4)
 
 
-# The fused gradient --------------------------------------------------------------------------
-
-OPTIONS = {
-    "none": {},
-    "all": {"lengths": True, "resets": True, "reverse": True, "remat": True, "mask": True},
-}
-# Each variant under every option of the scan at once (lengths, resets, reverse, remat and a
-# recurrent mask), and the variant with every option under none (no masking in the loop).
-CASES = [(name, "all") for name in VARIANTS] + [("all", "none")]
-
-
-@pytest.mark.parametrize(("name", "option"), CASES)
-def test_fused_gradient_equals_autodiff(name, option):
-    T, batch = 9, (3,)  # remat cuts 9 steps into 3 chunks of 3, with no tail to compile
-    params, step = make(name)
-    xs = jax.random.normal(jax.random.key(5), (T, *batch, D))
-    carry = random_carry(params, 6, batch)
-    spec = OPTIONS[option]
-    kwargs = {k: spec[k] for k in ("reverse", "remat") if k in spec}
-    if spec.get("lengths"):
-        kwargs["lengths"] = jnp.array([T, 0, 4])
-    if spec.get("resets"):
-        kwargs["resets"] = jax.random.bernoulli(jax.random.key(7), 0.3, (T, *batch))
-    mask = 2.0 * jax.random.bernoulli(jax.random.key(8), 0.5, hidden(carry).shape)
-    mask = mask.astype(jnp.float32)
-
-    def run(gradient):
-        def f(params, carry, xs, mask):
-            cell = functools.partial(step, recurrent_mask=mask) if spec.get("mask") else step
-            out = jaxrnn.scan(cell, params, xs, carry=carry, gradient=gradient, **kwargs)
-            return out, loss_weights(*out[::-1])
-
-        @fast_jit
-        def both(*args):
-            (out, loss), vjp = jax.vjp(f, *args)
-            return out, loss, vjp((jax.tree.map(jnp.zeros_like, out), jnp.ones_like(loss)))
-
-        return both(params, carry, xs, mask)
-
-    got, want = run("auto"), run("autodiff")
-    tree_close(got[0], want[0], 1e-5, 1e-6)
-    tree_close(got[1:], want[1:], 1e-4, 1e-5)
-
-
 # The variants' own properties ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["layer_norm", "all", "gru_ln", "gru_ln_reset_after"])
+@pytest.mark.parametrize(
+    "name", ["lstm_layer_norm", "lstm_all", "gru_layer_norm", "gru_layer_norm_reset_after"]
+)
 def test_layer_norm_ignores_the_scale_of_the_weights(name, x64):
     params, step = make(name, dtype=jnp.float64)
     carry = random_carry(params, 2, (3,))
@@ -243,14 +69,14 @@ def test_layer_norm_ignores_the_scale_of_the_weights(name, x64):
     # Without the normalisation the scale does matter.
     plain = params.__class__(
         **{**vars(params), "layer_norm": False, "ln_x": None, "ln_h": None}
-        | ({"ln_c": None} if name in ("layer_norm", "all") else {})
+        | ({"ln_c": None} if name in ("lstm_layer_norm", "lstm_all") else {})
     )
     scaled = params.__class__(**{**vars(plain), "w_x": 3.0 * plain.w_x})
     assert not np.allclose(run(scaled), want, atol=1e-3)
 
 
 def test_cell_clip_bounds_the_cell_and_stops_its_gradient():
-    params, step = make("clip")
+    params, step = make("lstm_clip")
     xs = 5.0 * jax.random.normal(jax.random.key(3), (20, 4, D))
     run = fast_jit(lambda params: jaxrnn.scan(step, params, xs))
     assert float(jnp.abs(run(params)[0].c).max()) <= 0.5

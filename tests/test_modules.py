@@ -36,53 +36,6 @@ def inputs():
     return x, lengths
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("name", STEPS)
-def test_nnx_layer_equals_stack_scan(name, bidirectional):
-    cls = getattr(jaxrnn.nnx, name)
-    model = cls(D, H, num_layers=2, bidirectional=bidirectional, rngs=nnx.Rngs(0), **OPTIONS[name])
-    x, lengths = inputs()
-    carry, ys = model(x, lengths=lengths, return_carry=True)
-    layers = model.to_layers()
-    want_carry, want = jaxrnn.stack_scan(
-        STEPS[name], layers, jnp.moveaxis(x, -2, 0), lengths=lengths
-    )
-    close(ys, batch_major(want))
-    close(carry, want_carry)
-    assert ys.shape == (2, 3, 7, H * (2 if bidirectional else 1))
-    # Outputs past each length are zero.
-    np.testing.assert_array_equal(ys[1, 0, 1:], 0.0)
-    # Same numbers time-major, from an initial carry, and rebuilt from its layers.
-    time_major = cls.from_layers(layers, time_major=True)
-    init = jax.tree.map(lambda a: a + 0.1, model.initial_carry((2, 3)))
-    got = time_major(jnp.moveaxis(x, -2, 0), carry=init, lengths=lengths)
-    close(
-        got,
-        jaxrnn.stack_scan(STEPS[name], layers, jnp.moveaxis(x, -2, 0), carry=init, lengths=lengths)[
-            1
-        ],
-    )
-
-
-@pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("name", STEPS)
-def test_linen_layer_equals_stack_scan(name, bidirectional):
-    cls = getattr(jaxrnn.linen, name)
-    model = cls(H, num_layers=2, bidirectional=bidirectional, deterministic=True, **OPTIONS[name])
-    x, lengths = inputs()
-    variables = model.init(jax.random.key(0), x, lengths=lengths)
-    layers = cls.to_layers(variables)
-    assert jax.tree.leaves(layers)[0].shape[0] == D
-    carry, ys = model.apply(variables, x, lengths=lengths, return_carry=True)
-    want_carry, want = jaxrnn.stack_scan(
-        STEPS[name], layers, jnp.moveaxis(x, -2, 0), lengths=lengths
-    )
-    close(ys, batch_major(want))
-    close(carry, want_carry)
-    # Variables built from functional layers give the same numbers.
-    close(model.apply(cls.variables_from_layers(layers), x, lengths=lengths), ys)
-
-
 @pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
 def test_cells_equal_steps(name):
     x = jax.random.normal(jax.random.key(2), (4, D))

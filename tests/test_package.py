@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.helpers import readme_blocks
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -22,15 +24,18 @@ def test_import_pulls_in_no_flax_optax_or_torch():
 
 
 @pytest.mark.parametrize(
-    "block", re.findall(r"```python\n(.*?)```", README, re.S), ids=lambda b: b.splitlines()[0]
+    "section",
+    [s if s == "Quickstart" else pytest.param(s, marks=pytest.mark.slow) for s in readme_blocks()],
 )
-def test_readme_examples_run_as_written(block):
+def test_readme_examples_run_as_written(section):
     import jax
 
     # A user's code (the README's own cell), which need not follow the suite's
     # rank_promotion="raise"; the library's code under it still does its own checks.
+    namespace = {}
     with jax.numpy_rank_promotion("allow"):
-        exec(compile(block, "README.md", "exec"), {})
+        for block in readme_blocks()[section]:
+            exec(compile(block, "README.md", "exec"), namespace)
 
 
 def test_ci_runs_the_readme_test_command():
@@ -48,3 +53,60 @@ def test_quickstart_loss_falls(capsys):
     final = quickstart.main(steps=100)
     first = float(re.search(r"step    1  mse ([0-9.]+)", capsys.readouterr().out).group(1))
     assert final < first / 10
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """The ``jaxrnn`` modules a source file imports at its top level (not inside functions)."""
+    import ast
+
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jaxrnn"):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("jaxrnn"))
+    return found
+
+
+def _module_graph() -> dict[str, set[str]]:
+    package = ROOT / "jaxrnn"
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return {name: _imports(path) & set(modules) for name, path in modules.items()}
+
+
+def test_the_layers_import_downwards_and_no_cell_imports_another():
+    graph = _module_graph()
+    cells = {m for m in graph if m.startswith("jaxrnn.cells.")}
+    for cell in cells:
+        assert not (graph[cell] & (cells - {cell})), f"{cell} imports another cell"
+    # The core and the rules know no cell, and no face (NNX, Linen, interop, train).
+    faces = ("jaxrnn.cells", "jaxrnn.nnx", "jaxrnn.linen", "jaxrnn.interop", "jaxrnn.train")
+    for module, imported in graph.items():
+        if module.startswith("jaxrnn.rules") or (
+            module.startswith("jaxrnn._") and module != "jaxrnn._batch_major"
+        ):
+            above = {m for m in imported if m.startswith(faces)}
+            assert not above, f"{module} imports {sorted(above)}"
+    # No cycles, the package's __init__ files aside (they only re-export).
+    edges = {m: {i for i in imported if i in graph} for m, imported in graph.items()}
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for other in edges[module]:
+            if other.endswith(("jaxrnn", "__init__")) or other == "jaxrnn":
+                continue
+            if state.get(other) == "open":
+                raise AssertionError(f"import cycle: {' -> '.join([*path, other])}")
+            if other not in state:
+                visit(other, [*path, other])
+        state[module] = "done"
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])

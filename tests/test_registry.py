@@ -1,7 +1,7 @@
 """Cells as values: the registry, and a user's cell from the README everywhere a cell works."""
 
+import dataclasses
 import pathlib
-import re
 
 import jax
 import jax.numpy as jnp
@@ -10,11 +10,10 @@ import pytest
 from flax import nnx
 
 import jaxrnn
-from jaxrnn._cell import scan_rule
+from tests.helpers import readme_blocks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SECTION = (ROOT / "README.md").read_text().split("## Writing your own cell")[1].split("\n## ")[0]
-(BLOCK,) = re.findall(r"```python\n(.*?)```", SECTION, re.S)
+BLOCK = readme_blocks()["Writing your own cell"][0]  # the cell; then a check of one
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +103,16 @@ def test_built_in_cells_are_values_with_their_option_defaults():
 
 def test_the_rule_is_chosen_by_params_type_and_step():
     params = jaxrnn.gru_init(jax.random.key(0), 3, 4)
-    assert scan_rule(jaxrnn.gru_step, params) is not None
-    assert scan_rule(jaxrnn.lstm_step, params) is None  # not that cell's step
-    assert scan_rule(lambda p, c, x: jaxrnn.gru_step(p, c, x), params) is None
-    bound = jax.tree_util.Partial(jaxrnn.gru_step, recurrent_mask=jnp.ones(4))
-    assert scan_rule(bound, params)[1].keys() == {"recurrent_mask"}
+    xs = jnp.ones((2, 3))
+
+    def rule(step):
+        return jaxrnn.scan(step, params, xs, gradient="rule")
+
+    rule(jaxrnn.gru_step)
+    rule(jax.tree_util.Partial(jaxrnn.gru_step, recurrent_mask=jnp.ones(4)))
+    for other in (jaxrnn.lstm_step, lambda p, c, x: jaxrnn.gru_step(p, c, x)):
+        with pytest.raises(ValueError, match="is not the 'gru' cell's step 'gru_step' itself"):
+            rule(other)
 
 
 def test_registry_errors_name_the_problem():
@@ -121,20 +125,88 @@ def test_registry_errors_name_the_problem():
     lstm = jaxrnn.get_cell("lstm")
     with pytest.raises(ValueError, match="'lstm' is already registered to another cell"):
         jaxrnn.register_cell(
-            jaxrnn.Cell("lstm", jaxrnn.gru_init, jaxrnn.gru_step, jaxrnn.GRUParams, None)
+            jaxrnn.Cell(
+                "lstm", jaxrnn.gru_init, jaxrnn.gru_step, jaxrnn.GRUParams, lstm.initial_carry
+            )
         )
     with pytest.raises(TypeError, match=r"cell\.params_type: expected a class of the cell's own"):
-        jaxrnn.register_cell(jaxrnn.Cell("mine", lstm.init, lstm.step, tuple, None))
+        jaxrnn.register_cell(jaxrnn.Cell("mine", lstm.init, lstm.step, tuple, lstm.initial_carry))
     with pytest.raises(ValueError, match="LSTMParams is already the params type of the 'lstm'"):
-        jaxrnn.register_cell(jaxrnn.Cell("mine", lstm.init, lstm.step, jaxrnn.LSTMParams, None))
+        jaxrnn.register_cell(dataclasses.replace(lstm, name="mine"))
     with pytest.raises(TypeError, match=r"cell: expected a jaxrnn\.Cell, got tuple"):
         jaxrnn.register_cell(("lstm", lstm.init, lstm.step))
+    # The contract's fields are checked when the value is made.
+    bad = {
+        "init": (None, r"Cell\.init: expected a function, got None"),
+        "initial_carry": ("zeros", r"Cell\.initial_carry: expected a function, got 'zeros'"),
+        "scan_rule": (lstm.step, r"Cell\.scan_rule: expected None or a jaxrnn\.rules\.ScanRule"),
+        "step_options": ("recurrent_mask", r"Cell\.step_options: expected None or a tuple"),
+        "feature_axes": (2, r"Cell\.feature_axes: expected None or a function, got 2"),
+        "hidden": (0, r"Cell\.hidden: expected None or a field name, got 0"),
+        "name": ("", r"Cell\.name: expected a non-empty str"),
+        "params_type": ("LSTMParams", r"Cell\.params_type: expected a class"),
+    }
+    for field, (value, message) in bad.items():
+        with pytest.raises((TypeError, ValueError), match=message):
+            dataclasses.replace(lstm, **{field: value})
     with pytest.raises(TypeError, match="LSTM: unexpected option 'reset_after'"):
         jaxrnn.nnx.LSTM(3, 4, reset_after=True, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="did you mean 'gru'"):
         jaxrnn.nnx.Recurrent("gruu", 3, 4, rngs=nnx.Rngs(0))
 
 
+def test_an_unregistered_cell_value_works_wherever_a_name_does(readme):
+    """A :class:`jaxrnn.Cell` passed as a value needs no registration: scan, stacks, both
+    module families and its own zero carry."""
+    cell = dataclasses.replace(readme["indrnn"], name="indrnn_unregistered")
+    assert "indrnn_unregistered" not in jaxrnn.cell_names()
+    xs, lengths = readme["xs"], readme["lengths"]
+    params = cell.init(jax.random.key(0), 3, 8)
+    close(jaxrnn.scan(cell, params, xs)[1], jaxrnn.scan(cell.step, params, xs)[1])
+    layers = jaxrnn.stack_init(jax.random.key(0), cell, 3, 8, num_layers=2, bidirectional=True)
+    _, ys = jaxrnn.stack_scan(cell, layers, xs, lengths=lengths)
+    model = jaxrnn.nnx.Recurrent(cell, None, None, layers=layers)
+    close(model(jnp.moveaxis(xs, 0, 1), lengths=lengths), jnp.moveaxis(ys, 0, 1))
+    assert model.initial_carry((4,))[1][1].shape == (4, 8)
+    nnx_model = jaxrnn.nnx.Recurrent(cell, 3, 8, rngs=nnx.Rngs(0))
+    assert nnx_model(jnp.moveaxis(xs, 0, 1)).shape == (4, 20, 8)
+    linen = jaxrnn.linen.Recurrent(8, cell=cell, num_layers=2, bidirectional=True)
+    got = linen.apply(linen.variables_from_layers(layers), jnp.moveaxis(xs, 0, 1), lengths=lengths)
+    close(got, jnp.moveaxis(ys, 0, 1))
+
+
+def numpy_indrnn(params, h, x):
+    """The README cell's equation, apart from its code."""
+    w_x, u, b = (np.asarray(a, np.float64) for a in params)
+    h = np.maximum(x @ w_x + u * h + b, 0.0)
+    return h, h
+
+
+def test_check_cell_passes_the_readme_cell_and_catches_what_is_wrong(readme):
+    cell = readme["indrnn"]
+    jaxrnn.testing.check_cell(cell, reference_step=numpy_indrnn, modules=False)
+    with pytest.raises(AssertionError, match="against reference_step"):
+        jaxrnn.testing.check_cell(
+            cell, reference_step=lambda p, h, x: numpy_indrnn(p, 0.9 * h, x), modules=False
+        )
+    ones = dataclasses.replace(
+        cell, initial_carry=lambda p, batch_shape=(): jnp.ones((*batch_shape, p.u.shape[-1]))
+    )
+    with pytest.raises(AssertionError, match="initial_carry: expected zeros"):
+        jaxrnn.testing.check_cell(ones, modules=False)
+
+    class Unmasked(jaxrnn.rules.ScanRule):
+        """A rule that ignores lengths and resets, which the check must catch."""
+
+        def __call__(self, params, carry, carry0, xs, keep, reset, *, reverse, **kwargs):
+            return jaxrnn.scan(cell.step, params, xs, carry=carry, reverse=reverse)
+
+    broken = dataclasses.replace(cell, scan_rule=Unmasked())
+    with pytest.raises(AssertionError, match=r"jaxrnn\.scan with lengths, resets"):
+        jaxrnn.testing.check_cell(broken, modules=False)
+
+
+@pytest.mark.slow
 def test_readme_cell_trains_in_the_char_lm_from_the_command_line(tmp_path, monkeypatch):
     from examples import char_lm
 

@@ -9,7 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 import jaxrnn
-from tests.cells import CELLS, make, random_carry
+from tests.helpers import CASES, CLASSIC, make, random_carry
 
 D, H = 4, 6
 close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
@@ -36,26 +36,6 @@ def leaky_carry(batch):
     return (jnp.zeros((*batch, H)), jnp.zeros(batch))
 
 
-@pytest.mark.parametrize("name", CELLS)
-def test_no_options_equals_lax_scan_and_python_loop(name):
-    params, step, _ = make(name, jax.random.key(0), D, H)
-    xs = jax.random.normal(jax.random.key(1), (9, 3, D))
-    carry0 = random_carry(params, jax.random.key(2), (3,))
-    got = jax.jit(functools.partial(jaxrnn.scan, step))(params, xs, carry=carry0)
-    want = jax.lax.scan(functools.partial(step, params), carry0, xs)
-    tree_close(got, want)
-    carry, ys = carry0, []
-    for x in xs:
-        carry, y = step(params, carry, x)
-        ys.append(y)
-    tree_close(got, (carry, jnp.stack(ys)))
-    # carry=None means zeros.
-    tree_close(
-        jaxrnn.scan(step, params, xs),
-        jax.lax.scan(functools.partial(step, params), jaxrnn.initial_carry(params, (3,)), xs),
-    )
-
-
 def test_user_step_with_pytree_carry_and_output():
     params = leaky_params(jax.random.key(3))
     xs = jax.random.normal(jax.random.key(4), (7, 2, D))
@@ -75,13 +55,13 @@ def test_user_step_with_pytree_carry_and_output():
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_lengths_with_two_batch_axes_equal_slicing(name, reverse):
-    params, step, _ = make(name, jax.random.key(5), D, H)
+    params, step = make(name, D, H, seed=5), CASES[name].step
     T = 8
     xs = jax.random.normal(jax.random.key(6), (T, 2, 3, D))
     lengths = jnp.array([[8, 1, 5], [0, 3, 12]])
-    carry0 = random_carry(params, jax.random.key(7), (2, 3))
+    carry0 = random_carry(params, 7, (2, 3))
     carry, ys = jax.jit(functools.partial(jaxrnn.scan, step, reverse=reverse))(
         params, xs, carry=carry0, lengths=lengths
     )
@@ -102,7 +82,7 @@ def test_lengths_with_two_batch_axes_equal_slicing(name, reverse):
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_reverse_equals_flipped_forward(name):
-    params, step, _ = make(name, jax.random.key(8), D, H)
+    params, step = make(name, D, H, seed=8), CASES[name].step
     xs = jax.random.normal(jax.random.key(9), (10, 2, D))
     carry_r, ys_r = jaxrnn.scan(step, params, xs, reverse=True)
     carry_f, ys_f = jaxrnn.scan(step, params, xs[::-1])
@@ -111,12 +91,12 @@ def test_reverse_equals_flipped_forward(name):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_resets_equal_separate_runs(name, reverse):
-    params, step, _ = make(name, jax.random.key(10), D, H)
+    params, step = make(name, D, H, seed=10), CASES[name].step
     T = 12
     xs = jax.random.normal(jax.random.key(11), (T, 2, D))
-    carry0 = random_carry(params, jax.random.key(12), (2,))
+    carry0 = random_carry(params, 12, (2,))
     # Sequence 0 packs episodes [0, 4), [4, 9), [9, 12); sequence 1 has no reset.
     resets = np.zeros((T, 2), bool)
     starts = [0, 4, 9] if not reverse else [3, 8, 11]  # first step processed in each episode
@@ -146,7 +126,7 @@ def test_resets_equal_separate_runs(name, reverse):
 
 
 def test_resets_and_lengths_together():
-    params, step, _ = make("lstm", jax.random.key(13), D, H)
+    params, step = make("lstm", D, H, seed=13), CASES["lstm"].step
     xs = jax.random.normal(jax.random.key(14), (6, 1, D))
     resets = jnp.zeros((6, 1), bool).at[2, 0].set(True)
     carry, ys = jaxrnn.scan(step, params, xs, resets=resets, lengths=jnp.array([4]))
@@ -156,11 +136,18 @@ def test_resets_and_lengths_together():
     tree_close(carry, want_c)
 
 
-@pytest.mark.parametrize("T", [1, 2, 7, 16, 23])
+# Chunks of k = ceil(sqrt(T)) steps: one step (no chunks), one chunk, chunks and a tail,
+# chunks alone, chunks and a longer tail. The fast lane sees the LSTM at three of them.
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("T", [pytest.param(1, marks=SLOW), 2, pytest.param(7, marks=SLOW), 16, 23])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+@pytest.mark.parametrize(
+    "name", [pytest.param("rnn_tanh", marks=SLOW), "lstm", pytest.param("gru", marks=SLOW)]
+)
 def test_remat_keeps_values_and_gradients(name, reverse, T):
-    params, step, _ = make(name, jax.random.key(15), D, H)
+    params, step = make(name, D, H, seed=15), CASES[name].step
     xs = jax.random.normal(jax.random.key(16), (T, 3, D))
     lengths = jnp.array([T, max(T - 3, 0), T // 2])
 
@@ -193,7 +180,7 @@ def test_remat_memory_grows_sublinearly():
 
 @pytest.mark.parametrize("unroll", [1, 3, True])
 def test_unroll_keeps_values(unroll):
-    params, step, _ = make("gru", jax.random.key(17), D, H)
+    params, step = make("gru", D, H, seed=17), CASES["gru"].step
     xs = jax.random.normal(jax.random.key(18), (10, 2, D))
     lengths = jnp.array([10, 6])
     tree_close(
@@ -202,45 +189,9 @@ def test_unroll_keeps_values(unroll):
     )
 
 
-@pytest.mark.parametrize("name", CELLS)
-def test_step_gradients_match_finite_differences(name, x64):
-    params, step, _ = make(name, jax.random.key(19), D, H, dtype=jnp.float64)
-    carry = random_carry(params, jax.random.key(20), (2,))
-    x = jax.random.normal(jax.random.key(21), (2, D), jnp.float64)
-    if name == "rnn_relu":  # keep clear of the kink at 0
-        x = x + 1.0
-    check_grads(lambda p, c, x: step(p, c, x), (params, carry, x), order=2, modes=["rev", "fwd"])
-
-
-@pytest.mark.parametrize("remat", [False, True])
-@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru", "gru_reset_after"])
-def test_scan_gradients_match_finite_differences(name, remat, x64):
-    params, step, _ = make(name, jax.random.key(22), D, H, dtype=jnp.float64)
-    xs = jax.random.normal(jax.random.key(23), (7, 3, D), jnp.float64)
-    carry = random_carry(params, jax.random.key(24), (3,))
-    lengths = jnp.array([7, 4, 1])
-    resets = jnp.zeros((7, 3), bool).at[3, 0].set(True)
-
-    def f(params, carry, xs):
-        for reverse in (False, True):
-            carry, xs_ = jaxrnn.scan(
-                step,
-                params,
-                xs,
-                carry=carry,
-                lengths=lengths,
-                resets=resets,
-                reverse=reverse,
-                remat=remat,
-            )
-        return carry, xs_
-
-    check_grads(f, (params, carry, xs), order=1, modes=["rev"])
-
-
 def test_forward_mode_through_a_wrapped_step_matches_the_fused_reverse_mode(x64):
     """The fused gradient is reverse-mode only; a wrapped step takes the plain path."""
-    params, step, _ = make("lstm", jax.random.key(25), D, H, dtype=jnp.float64)
+    params, step = make("lstm", D, H, seed=25, dtype=jnp.float64), CASES["lstm"].step
     xs = jax.random.normal(jax.random.key(26), (5, 2, D), jnp.float64)
     lengths = jnp.array([5, 3])
 

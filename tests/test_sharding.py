@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Each runs a worker process or a benchmark script: the full suite only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,7 +62,7 @@ TIME_CASES = [f"{cell}_reverse={r}" for cell in ("mingru", "minlstm") for r in (
 
 @pytest.mark.parametrize("case", TIME_CASES)
 def test_a_time_sharded_linear_recurrence_equals_the_unsharded_scan(report, case):
-    # T=4096 over 4 devices, with an initial carry, lengths (one ending on device 1,
+    # T=512 over 4 devices, with an initial carry, lengths (one ending on device 1,
     # one 0) and resets: values and gradients of params, xs and the carry.
     r = report["time"][case]
     assert r["ys_spec"] == "P('time',)"

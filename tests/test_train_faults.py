@@ -174,8 +174,12 @@ def test_a_bit_flip_in_the_newest_checkpoint_is_refused_and_nothing_is_deleted(
     with pytest.raises(train.CheckpointError) as info:
         _toy(workdir, Toy(steps=12))
     message = str(info.value)
-    assert message.startswith(f"checkpoint {str(workdir / 'checkpoints' / '8')!r} is damaged")
-    assert "sha256" in message and "step 4" in message and "\n" not in message
+    # Where the flipped bytes land decides which check catches them: the array's digest,
+    # or the reader itself (a compressed chunk that no longer decodes).
+    where = repr(str(workdir / "checkpoints" / "8"))
+    digest = message.startswith(f"checkpoint {where} is damaged") and "sha256" in message
+    assert digest or message.startswith(f"checkpoint {where} cannot be read"), message
+    assert "step 4" in message and "\n" not in message
     assert _snapshot(workdir) == before  # nothing trained, nothing deleted
 
 
@@ -395,6 +399,7 @@ def _full_disk_in_metrics(monkeypatch, at_step, split):
 
 
 @pytest.mark.parametrize("writer", ["metrics.jsonl", "checkpoint", "curves.png"])
+@pytest.mark.slow
 def test_a_full_disk_is_a_one_line_error_and_the_resumed_run_is_exact(
     tmp_path, capsys, monkeypatch, straight, writer
 ):
@@ -484,6 +489,7 @@ def _damage(workdir: pathlib.Path, kind: str):
         ("metrics line", "metrics.jsonl' line 2 is damaged (not JSON)"),
     ],
 )
+@pytest.mark.slow
 def test_damaged_run_files_are_one_line_errors_and_left_as_they_are(
     trained_lm, tmp_path, capsys, kind, message
 ):
@@ -503,6 +509,7 @@ def test_damaged_run_files_are_one_line_errors_and_left_as_they_are(
     assert _snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_sampling_from_a_damaged_checkpoint_prints_one_line(trained_lm, tmp_path):
     workdir = _copy(trained_lm / "run", tmp_path)
     _damage(workdir, "truncated")
@@ -526,6 +533,7 @@ def test_sampling_from_a_damaged_checkpoint_prints_one_line(trained_lm, tmp_path
 # ---------------------------------------------------------------- A6: the text, not its path
 
 
+@pytest.mark.slow
 def test_the_same_text_at_another_path_resumes(trained_lm, tmp_path):
     workdir = _copy(trained_lm / "run", tmp_path)
     moved = tmp_path / "elsewhere.txt"
@@ -606,6 +614,7 @@ def _kill_at(point, step, monkeypatch):
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
+@pytest.mark.slow
 def test_a_kill_at_any_point_of_a_step_resumes_to_the_same_records(
     tmp_path, monkeypatch, straight, point
 ):
@@ -626,6 +635,7 @@ KILLABLE = (
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.slow
 def test_a_real_process_killed_mid_run_resumes_to_the_same_records(tmp_path, signum):
     """A signal at whatever point the run has reached: often mid-save, with a checkpoint
     every 2 steps."""

@@ -76,6 +76,7 @@ def nnx_train(model, opt, steps, start=0):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.slow
 def test_nnx_training_loss_falls(name):
     model, opt = nnx_setup(name)
     losses = nnx_train(model, opt, 150)
@@ -130,11 +131,13 @@ def linen_train(state, steps, start=0):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.slow
 def test_linen_training_loss_falls(name):
     _state, losses = linen_train(linen_setup(name), 150)
     assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
 
 
+@pytest.mark.slow
 def test_nnx_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     model, opt = nnx_setup("lstm_2x_bidirectional")
     nnx_train(model, opt, 5)
@@ -159,6 +162,7 @@ def test_nnx_resume_from_checkpoint_equals_uninterrupted(tmp_path):
         ckpts.restore({"model": nnx.state(other), "opt": nnx.state(other_opt)})
 
 
+@pytest.mark.slow
 def test_linen_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     state, _ = linen_train(linen_setup("gru"), 5)
     ckpts = Checkpoints(tmp_path / "run")

@@ -21,11 +21,11 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._conv_lstm import ConvLSTMParams
-from jaxrnn._gru import GRUParams
-from jaxrnn._lstm import LSTMParams
-from jaxrnn._mgu import MGUParams
-from jaxrnn._rnn import RNNParams
+from jaxrnn.cells.conv_lstm import ConvLSTMParams
+from jaxrnn.cells.gru import GRUParams
+from jaxrnn.cells.lstm import LSTMParams
+from jaxrnn.cells.mgu import MGUParams
+from jaxrnn.cells.rnn import RNNParams
 
 
 def from_flax(cell, params=None):

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import _checks
-from jaxrnn._gru import GRUParams
-from jaxrnn._lstm import LSTMParams
-from jaxrnn._rnn import RNNParams
+from jaxrnn.cells.gru import GRUParams
+from jaxrnn.cells.lstm import LSTMParams
+from jaxrnn.cells.rnn import RNNParams
 
 
 def _array(tensor, dtype):

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.core import FrozenDict
 
-from jaxrnn._carry import initial_carry
 from jaxrnn._cell import get_cell
 
 
@@ -74,7 +73,7 @@ class RecurrentCell(nn.Module):
     def initial_carry(self, batch_shape=()):
         """Zero carry with leading ``batch_shape`` axes (needs no parameters)."""
         shapes = jax.eval_shape(lambda key: self._init(key, 1), jax.random.key(0))
-        return initial_carry(shapes, batch_shape)
+        return get_cell(self.cell).initial_carry(shapes, batch_shape)
 
     @staticmethod
     def to_params(variables):

@@ -10,8 +10,8 @@ from flax import linen as nn
 from flax.core import FrozenDict
 
 from jaxrnn import _checks
+from jaxrnn._batch_major import check_inputs, check_layer_options, run_layers, training_rates
 from jaxrnn._cell import get_cell
-from jaxrnn._modules import check_rates, run_layers, training_rates
 from jaxrnn._stack import stack_init
 from jaxrnn.linen._cells import cell_options, with_option_fields
 
@@ -87,18 +87,16 @@ class Recurrent(nn.Module):
             ``proj_size`` where it has one; zero past each length),
             or ``(carry, ys)`` with ``return_carry=True``.
         """
-        check_rates(self.dropout, self.recurrent_dropout, self.zoneout)
         cell = get_cell(self.cell)
+        check_layer_options(cell, self.dropout, self.recurrent_dropout, self.zoneout)
         options = cell_options(self)
         if self.has_variable("params", "layers"):  # say "inputs", before Flax's shape check
-            existing = getattr(self.get_variable("params", "layers")[0][0], "input_size", None)
-            if isinstance(existing, int):
-                _checks.check_features(_checks.as_floating(inputs, "inputs"), existing, "inputs")
+            check_inputs(cell, self.get_variable("params", "layers"), inputs)
         layers = self.param(
             "layers",
             lambda key: stack_init(
                 key,
-                cell.init,
+                cell,
                 jnp.shape(inputs)[-1],
                 self.hidden_features,
                 num_layers=self.num_layers,
@@ -118,7 +116,7 @@ class Recurrent(nn.Module):
                 )
             key = self.make_rng("dropout")
         return run_layers(
-            cell.step,
+            cell,
             layers,
             inputs,
             time_major=_checks.boolean(self.time_major, "time_major"),
@@ -154,7 +152,7 @@ _DOC = """{title} layer: :class:`Recurrent` with ``cell={kind!r}``.
     Example:
         >>> import jax, jax.numpy as jnp
         >>> import jaxrnn
-        >>> model = jaxrnn.linen.{cls}(8, num_layers=2, bidirectional=True, deterministic=True)
+        >>> model = jaxrnn.linen.{cls}(8, bidirectional=True, deterministic=True)
         >>> x = jnp.ones((4, 10, 3))  # (B, T, d)
         >>> variables = model.init(jax.random.key(0), x)
         >>> model.apply(variables, x, lengths=jnp.array([10, 7, 3, 1])).shape

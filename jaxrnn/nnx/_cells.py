@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flax import nnx
 
-from jaxrnn._carry import initial_carry
 from jaxrnn._cell import cell_of, get_cell
 from jaxrnn.nnx._variables import unwrap, wrap
 
@@ -47,7 +46,7 @@ class RecurrentCell(nnx.Module):
 
     def initial_carry(self, batch_shape=()):
         """Zero carry with leading ``batch_shape`` axes."""
-        return initial_carry(self.to_params(), batch_shape)
+        return self.cell.initial_carry(self.to_params(), batch_shape)
 
     def __call__(self, carry, x):
         return self.cell.step(self.to_params(), carry, x)

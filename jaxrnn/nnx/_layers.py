@@ -5,10 +5,9 @@ from __future__ import annotations
 from flax import nnx
 
 from jaxrnn import _checks
-from jaxrnn._carry import initial_carry
+from jaxrnn._batch_major import check_layer_options, run_layers, training_rates
 from jaxrnn._cell import cell_of, get_cell
-from jaxrnn._modules import check_rates, run_layers, training_rates
-from jaxrnn._stack import stack_init
+from jaxrnn._stack import stack_init, stack_initial_carry
 from jaxrnn.nnx._variables import unwrap, wrap
 
 
@@ -59,15 +58,15 @@ class Recurrent(nnx.Module):
         rngs=None,
         **cell_options,
     ):
-        check_rates(dropout, recurrent_dropout, zoneout)
         self.cell = get_cell(cell)
+        check_layer_options(self.cell, dropout, recurrent_dropout, zoneout)
         cell_options = self.cell.with_options(cell_options, type(self).__name__)
         if layers is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")
             layers = stack_init(
                 rngs.params(),
-                self.cell.init,
+                self.cell,
                 in_features,
                 hidden_features,
                 num_layers=num_layers,
@@ -108,7 +107,7 @@ class Recurrent(nnx.Module):
 
     def initial_carry(self, batch_shape=()):
         """Zero carry for every layer and direction, nested like ``layers``."""
-        return initial_carry(self.to_layers(), batch_shape)
+        return stack_initial_carry(self.cell, self.to_layers(), batch_shape)
 
     def __call__(
         self, inputs, *, lengths=None, resets=None, carry=None, return_carry=False, rngs=None
@@ -144,7 +143,7 @@ class Recurrent(nnx.Module):
                 )
             key = rngs.dropout()
         return run_layers(
-            self.cell.step,
+            self.cell,
             self.to_layers(),
             inputs,
             time_major=self.time_major,
@@ -191,7 +190,7 @@ _DOC = """{title} layer: ``Recurrent({kind!r}, ...)``.
         >>> import jax.numpy as jnp
         >>> from flax import nnx
         >>> import jaxrnn
-        >>> model = jaxrnn.nnx.{cls}(3, 8, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+        >>> model = jaxrnn.nnx.{cls}(3, 8, bidirectional=True, rngs=nnx.Rngs(0))
         >>> ys = model(jnp.ones((4, 10, 3)), lengths=jnp.array([10, 7, 3, 1]))  # (B, T, d)
         >>> ys.shape
         (4, 10, 16)

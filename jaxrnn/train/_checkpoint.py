@@ -160,9 +160,9 @@ class Checkpoints:
         try:
             stored = self._manager.item_metadata(step)["state"]
         except Exception as error:
-            raise _unreadable(where, error) from None
+            raise _unreadable(where, error, self._fallback(step)) from None
         if stored is None:
-            raise _unreadable(where, "its state metadata is missing")
+            raise _unreadable(where, "its state metadata is missing", self._fallback(step))
         _check_compatible(where, _stored_arrays(stored), _target_arrays(target))
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         restored = self._restore_items(
@@ -208,21 +208,22 @@ class Checkpoints:
         try:
             return self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:
-            raise _unreadable(where, error) from None
+            raise _unreadable(where, error, self._fallback(step)) from None
+
+    def _fallback(self, step) -> str:
+        """What to do about a damaged checkpoint at ``step``: the advice both errors give."""
+        earlier = [s for s in self.all_steps() if s < step]
+        if earlier:
+            return f"move that directory aside to resume from the checkpoint at step {earlier[-1]}"
+        return "move that directory aside"
 
     def _verify(self, where, step, saved, found, name):
         if saved is None or saved != found:
-            earlier = [s for s in self.all_steps() if s < step]
-            fallback = (
-                f"move that directory aside to resume from the checkpoint at step {earlier[-1]}"
-                if earlier
-                else "move that directory aside"
-            )
             problem = "is missing from" if saved is None else "does not match"
             raise CheckpointError(
                 f"checkpoint {where!r} is damaged: the sha256 of {name} {problem} the digest "
                 f"saved with it. Nothing was changed and nothing was trained on it; "
-                f"{fallback}, or use a new work directory."
+                f"{self._fallback(step)}, or use a new work directory."
             )
 
     def _prune(self):
@@ -276,7 +277,7 @@ def _digest_meta(meta: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _unreadable(where, error) -> CheckpointError:
+def _unreadable(where, error, fallback) -> CheckpointError:
     detail = error if isinstance(error, str) else first_line(error).rstrip(".")
     # TensorStore's long message names the array in its spec: 'path': 'params.w/'.
     array = re.search(r"'path': '([^'/]+)/'", str(error))
@@ -284,8 +285,8 @@ def _unreadable(where, error) -> CheckpointError:
         detail += f"; array {array.group(1)}"
     return CheckpointError(
         f"checkpoint {where!r} cannot be read ({detail}). It may be truncated, corrupt or "
-        "written by something else. Nothing was changed: move that directory aside to resume "
-        "from an earlier checkpoint, or use a new work directory."
+        f"written by something else. Nothing was changed: {fallback}, or use a new work "
+        "directory."
     )
 
 

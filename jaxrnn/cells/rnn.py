@@ -7,16 +7,17 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _fused, _initializers
+from jaxrnn import _checks, _initializers
 from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
+from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass, static
+from jaxrnn.rules import fused
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 @pytree_dataclass
-class RNNParams(FusedGates):
+class RNNParams(RecurrentWeights):
     """Parameters of a vanilla RNN cell.
 
     Attributes:
@@ -106,12 +107,12 @@ def rnn_cell(params: RNNParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
 
 def _recurrent(params: RNNParams, carry: jax.Array, ax: jax.Array, recurrent_mask=None):
     """:func:`rnn_cell` from the step's input projection ``ax = X_t W_xh``: the rest of it."""
-    h_in = _checks.masked(carry, recurrent_mask)
+    h_in = _checks.apply_recurrent_mask(carry, recurrent_mask)
     h = _ACTIVATIONS[params.activation](ax + h_in @ params.w_h + bias(params.b, ax))
     return h, h, h
 
 
-# The fused gradient (see jaxrnn._fused) ----------------------------------------------------
+# The fused gradient (see jaxrnn.rules.fused) ----------------------------------------------
 
 
 def _forward(params, h, x, options):
@@ -129,29 +130,19 @@ def _forward_projected(params, h, ax, options):
 def _backward(params, h_new, h_in, dh, dy, options):
     dh = dh + dy
     if params.activation == "tanh":
-        dg = dh * _fused.tanh_grad(h_new)
+        dg = dh * fused.tanh_grad(h_new)
     else:  # relu; the derivative at 0 is 0, as jax.nn.relu's
         dg = jnp.where(h_new > 0, dh, jnp.zeros_like(dh))
-    d_h, d_options = _fused.masked_input(h_in, dg @ params.w_h.T, options)
+    d_h, d_options = fused.masked_input(h_in, dg @ params.w_h.T, options)
     return d_h, dg, d_options
 
 
 def _param_grads(params, xs, h_ins, residuals, dgs, options):
     del residuals
-    dw_x, db, dxs = _fused.input_grads(params.w_x, xs, dgs)
-    dw_h = _fused.contract(_fused.masked_inputs(h_ins, options), dgs)
+    dw_x, db, dxs = fused.input_grads(params.w_x, xs, dgs)
+    dw_h = fused.contract(fused.masked_inputs(h_ins, options), dgs)
     return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db), dxs
 
 
-RNN = register_cell(
-    Cell(
-        name="rnn",
-        init=rnn_init,
-        step=rnn_step,
-        params_type=RNNParams,
-        initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
-        scan_rule=_fused.FusedGradient(
-            _forward, _backward, _param_grads, _project_inputs, _forward_projected
-        ),
-    )
-)
+_RULE = fused.FusedGradient(_forward, _backward, _param_grads, _project_inputs, _forward_projected)
+RNN = register_cell(Cell("rnn", rnn_init, rnn_step, RNNParams, zeros_hidden, _RULE, **SIZES))

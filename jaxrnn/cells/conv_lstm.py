@@ -9,16 +9,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn import _checks, _initializers
-from jaxrnn._carry import zeros_hidden
+from jaxrnn._carry import LSTMState, check_lstm_state, zeros_hidden
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._lstm import LSTMState
-from jaxrnn._pytree import FusedGates, bias, pytree_dataclass
+from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass
 
 _SPATIAL = "HWD"  # names of up to three spatial axes, for lax's dimension numbers
 
 
 @pytree_dataclass
-class ConvLSTMParams(FusedGates):
+class ConvLSTMParams(RecurrentWeights):
     """Parameters of a ConvLSTM cell, gates fused on the output channels in the order i, f, g, o.
 
     The kernels have Flax's ``Conv`` layout, ``(*kernel_size, in, out)``. The
@@ -165,14 +164,7 @@ def conv_lstm_step(params: ConvLSTMParams, carry: LSTMState, x: jax.Array, *, re
         ((5, 2, 16, 16, 8), (2, 16, 16, 8))
     """
     params.check()
-    if not isinstance(carry, LSTMState):
-        got = type(carry).__name__
-        if hasattr(carry, "shape"):
-            got = f"an array of shape {tuple(carry.shape)}"
-        raise TypeError(
-            f"carry: expected a jaxrnn.LSTMState(h, c), got {got}; a ConvLSTM carries two "
-            "(*batch, *spatial, C_h) arrays, see jaxrnn.initial_carry"
-        )
+    check_lstm_state(carry, "a ConvLSTM", "(*batch, *spatial, C_h)")
     x = _checks.as_floating(x, "x")
     spatial = len(params.kernel_size)
     if x.ndim < spatial + 1:
@@ -187,7 +179,7 @@ def conv_lstm_step(params: ConvLSTMParams, carry: LSTMState, x: jax.Array, *, re
         params.hidden_size,
         params.w_h.dtype,
     )
-    h_in = _checks.masked(carry.h, recurrent_mask)
+    h_in = _checks.apply_recurrent_mask(carry.h, recurrent_mask)
     gates = _conv(x, params.w_x) + _conv(h_in, params.w_h) + bias(params.b, x)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
@@ -234,5 +226,8 @@ CONV_LSTM = register_cell(
         step=conv_lstm_step,
         params_type=ConvLSTMParams,
         initial_carry=_initial_carry,
+        hidden="h",
+        feature_axes=lambda params: params.num_feature_axes,
+        **SIZES,
     )
 )

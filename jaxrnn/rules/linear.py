@@ -53,15 +53,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn import _checks
 from jaxrnn._masking import where
+from jaxrnn.rules.base import ScanRule
 
 #: The block length :func:`linear_scan` uses by default (see the module docstring).
 BLOCK = 16
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearRecurrence:
+class LinearRecurrence(ScanRule):
     """The scan rule of a cell whose step is ``H_t = A_t ⊙ H_{t-1} + B_t`` with ``y_t = H_t``.
 
     The carry is the array ``H (*batch, h)``. :func:`jaxrnn.scan` calls the rule
@@ -94,6 +94,10 @@ class LinearRecurrence:
     coefficients: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
     block: int = BLOCK
 
+    #: The carry after a slice depends on the carry before it only through one
+    #: affine map, so slices of the sequence on several devices can be composed.
+    time_sharding: ClassVar[bool] = True
+
     def __call__(
         self, params, carry, carry0, xs, keep, reset, *, reverse, unroll, options, axis_name=None
     ):
@@ -104,10 +108,7 @@ class LinearRecurrence:
         ``carry``, ``carry0`` and the returned carry are the whole sequence's.
         """
         del unroll  # there is no sequential loop to unroll
-        if options:
-            raise TypeError(
-                f"step options: a linear recurrence takes none, got {', '.join(sorted(options))}"
-            )
+        del options  # a linear recurrence takes none (step_options is empty)
         a, b = self.coefficients(params, xs)
         h_in, h0 = carry.astype(a.dtype), carry0.astype(a.dtype)
         if reset is not None:  # the step from the initial carry: A_t H_0 + B_t
@@ -130,44 +131,21 @@ class LinearRecurrence:
         return final.astype(carry.dtype), hs.astype(carry.dtype)
 
 
-class InputGates:
-    """Sizes and checks of params ``w_x (d, G*h)``, ``b (G*h,)``: gates read only the input.
-
-    A subclass sets ``gates`` (``G``) and has the fields ``w_x`` and ``b``.
-    """
-
-    gates: ClassVar[int]
-
-    @property
-    def input_size(self) -> int:
-        return self.w_x.shape[-2]
-
-    @property
-    def hidden_size(self) -> int:
-        return self.w_x.shape[-1] // self.gates
-
-    def check(self):
-        """Checks the fields against each other (at trace time, naming the field)."""
-        d, n = self.input_size, self.gates * self.hidden_size
-        _checks.check_params(self, {"w_x": 2, "b": 1}, lambda: {"w_x": (d, n), "b": (n,)})
-
-
-def zero_state(params, batch_shape=()):
-    """``H = 0`` of shape ``(*batch_shape, h)`` in the params' dtype."""
-    shape = (*_checks.batch_tuple(batch_shape), params.hidden_size)
-    return jnp.zeros(shape, params.w_x.dtype)
-
-
 def linear_step(coefficients, params, carry, x):
-    """``H_t = A_t ⊙ H_{t-1} + B_t``: one step of a cell given by its ``coefficients``.
+    """``H_t = A_t ⊙ H_{t-1} + B_t``: one step of the cell that ``coefficients`` defines.
 
-    The step's checks, then the update in the coefficients' dtype (at least
-    float32), cast back to the carry's; the output is ``H_t``.
+    The step a :class:`LinearRecurrence` cell registers is this, with its own
+    argument checks before it: ``coefficients(params, x) -> (A_t, B_t)`` is the
+    one place its equations are written, for one step here and for all steps at
+    once in the rule. The update runs in the coefficients' dtype and is cast
+    back to the carry's; the output is ``H_t``.
+
+    Example:
+        >>> import functools, jax.numpy as jnp, jaxrnn
+        >>> halve = lambda params, x: (jnp.full_like(x, 0.5), x)  # H_t = H_{t-1} / 2 + X_t
+        >>> jaxrnn.rules.linear_step(halve, None, jnp.array([4.0]), jnp.array([1.0]))[1].tolist()
+        [3.0]
     """
-    params.check()
-    x = _checks.check_step_args(
-        x, {"carry": carry}, params.input_size, params.hidden_size, params.w_x.dtype
-    )
     a, b = coefficients(params, x)
     h = (a * carry.astype(a.dtype) + b).astype(carry.dtype)
     return h, h
@@ -207,7 +185,7 @@ def linear_scan(a, b, h0, *, reverse=False, block=BLOCK):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from jaxrnn._linear_scan import linear_scan
+        >>> from jaxrnn.rules import linear_scan
         >>> linear_scan(jnp.full((4,), 0.5), jnp.ones(4), jnp.array(8.0)).tolist()
         [5.0, 3.5, 2.75, 2.375]
     """

@@ -7,14 +7,15 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _fused, _initializers
+from jaxrnn import _checks, _initializers
 from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
+from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass, static
+from jaxrnn.rules import fused
 
 
 @pytree_dataclass
-class MGUParams(FusedGates):
+class MGUParams(RecurrentWeights):
     """Parameters of an MGU cell, gates fused along the last axis in the order f, n.
 
     Flax's ``MGUCell`` keeps one ``Dense`` per gate: ``w_x = [if.kernel, in.kernel]``,
@@ -127,7 +128,7 @@ def mgu_cell(params: MGUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
     n = params.hidden_size
-    h_in = _checks.masked(carry, recurrent_mask)
+    h_in = _checks.apply_recurrent_mask(carry, recurrent_mask)
     gx = x @ params.w_x + bias(params.b_x, x)
     gh = h_in @ params.w_h
     f = jax.nn.sigmoid(gx[..., :n] + gh[..., :n])
@@ -142,7 +143,7 @@ def mgu_cell(params: MGUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     return h, activations
 
 
-# The fused gradient (see jaxrnn._fused) ----------------------------------------------------
+# The fused gradient (see jaxrnn.rules.fused) ----------------------------------------------
 
 
 def _forward(params, h, x, options):
@@ -153,7 +154,7 @@ def _forward(params, h, x, options):
 def _backward(params, residuals, h, dh, dy, options):
     f, candidate = residuals[:2]
     dh = dh + dy
-    dn = dh * (1 - f) * _fused.tanh_grad(candidate)
+    dn = dh * (1 - f) * fused.tanh_grad(candidate)
     df = dh * (h - candidate)
     if params.reset_gate:
         (gh_n,) = residuals[2:]
@@ -161,30 +162,22 @@ def _backward(params, residuals, h, dh, dy, options):
         dgh_n = dn * f
     else:
         dgh_n = dn
-    df = df * _fused.sigmoid_grad(f)
+    df = df * fused.sigmoid_grad(f)
     d_h_in = jnp.concatenate([df, dgh_n], axis=-1) @ params.w_h.T
-    d_h, d_options = _fused.masked_input(h, d_h_in, options)
+    d_h, d_options = fused.masked_input(h, d_h_in, options)
     return dh * f + d_h, jnp.concatenate([df, dn], axis=-1), d_options
 
 
 def _param_grads(params, xs, hs, residuals, dgs, options):
     n = params.hidden_size
     f = residuals[0]
-    dw_x, db_x, dxs = _fused.input_grads(params.w_x, xs, dgs)
+    dw_x, db_x, dxs = fused.input_grads(params.w_x, xs, dgs)
     dgh_n = dgs[..., n:] * f if params.reset_gate else dgs[..., n:]
     dgh = jnp.concatenate([dgs[..., :n], dgh_n], axis=-1)
-    dw_h = _fused.contract(_fused.masked_inputs(hs, options), dgh)
-    db_h = _fused.sum_rows(dgh_n) if params.reset_gate else jnp.zeros_like(params.b_h)
+    dw_h = fused.contract(fused.masked_inputs(hs, options), dgh)
+    db_h = fused.sum_rows(dgh_n) if params.reset_gate else jnp.zeros_like(params.b_h)
     return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b_x=db_x, b_h=db_h), dxs
 
 
-MGU = register_cell(
-    Cell(
-        name="mgu",
-        init=mgu_init,
-        step=mgu_step,
-        params_type=MGUParams,
-        initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
-        scan_rule=_fused.FusedGradient(_forward, _backward, _param_grads),
-    )
-)
+_RULE = fused.FusedGradient(_forward, _backward, _param_grads)
+MGU = register_cell(Cell("mgu", mgu_init, mgu_step, MGUParams, zeros_hidden, _RULE, **SIZES))

@@ -5,27 +5,21 @@ norm (Ba, Kiros & Hinton 2016), coupled gates (Greff et al. 2017) and cell clipp
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _fused, _initializers
+from jaxrnn import _checks, _initializers
 from jaxrnn import _layer_norm as _ln
+from jaxrnn._carry import LSTMState, check_lstm_state
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._layer_norm import LayerNormParams
-from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
-
-
-class LSTMState(NamedTuple):
-    """The LSTM carry: ``h (*batch, p)`` and ``c (*batch, h)``; ``p = h`` without projection."""
-
-    h: jax.Array  # hidden state H_t, also the output
-    c: jax.Array  # memory cell C_t
+from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass, static
+from jaxrnn.rules import fused
 
 
 @pytree_dataclass
-class LSTMParams(FusedGates):
+class LSTMParams(RecurrentWeights):
     """Parameters of an LSTM cell, gates fused along the last axis in the order i, f, g, o.
 
     The order is PyTorch's (``w_x = weight_ih.T``, ``w_h = weight_hh.T``; ``g`` is the candidate
@@ -244,14 +238,7 @@ def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask
     for peepholes or a clip, the normalisations' residuals ``"ln"``.
     """
     params.check()
-    if not isinstance(carry, LSTMState):
-        got = type(carry).__name__
-        if hasattr(carry, "shape"):
-            got = f"an array of shape {tuple(carry.shape)}"
-        raise TypeError(
-            f"carry: expected a jaxrnn.LSTMState(h, c), got {got}; an LSTM carries two "
-            "(*batch, h) arrays, see jaxrnn.initial_carry"
-        )
+    check_lstm_state(carry, "an LSTM", "(*batch, h)")
     x = _checks.check_step_args(
         x,
         {"carry.h": carry.h, "carry.c": carry.c},
@@ -274,7 +261,7 @@ def _project(params: LSTMParams, x: jax.Array):
 def _recurrent(params: LSTMParams, carry: LSTMState, projected, recurrent_mask=None):
     """:func:`lstm_cell` from the step's ``_project(params, x)``: the rest of the step."""
     ax, ln_x = projected
-    h_in = _checks.masked(carry.h, recurrent_mask)
+    h_in = _checks.apply_recurrent_mask(carry.h, recurrent_mask)
     ah, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, params.gates)
     gates = ax + ah + bias(params.b, ax)
     blocks = jnp.split(gates, params.gates, axis=-1)
@@ -312,7 +299,7 @@ def _peepholes(params, x):
     return {name: bias(w, x) for name, w in zip(names, parts, strict=True)}
 
 
-# The fused gradient (see jaxrnn._fused) ----------------------------------------------------
+# The fused gradient (see jaxrnn.rules.fused) ----------------------------------------------
 
 
 def _forward(params, carry, x, options):
@@ -334,8 +321,8 @@ def _backward(params, residuals, carry_in, d_carry, dy, options):
     peep = _peepholes(params, dy)
     dh = d_carry.h + dy
     dm = dh @ params.w_r.T if params.proj_size else dh  # the output before projection
-    d_out = dm * o * _fused.tanh_grad(tanh_c)  # of LN(C_t), or of C_t
-    da_o = dm * tanh_c * _fused.sigmoid_grad(o)
+    d_out = dm * o * fused.tanh_grad(tanh_c)  # of LN(C_t), or of C_t
+    da_o = dm * tanh_c * fused.sigmoid_grad(o)
     d_out_c = _ln.normalize_grad(params.ln_c, ln_c, d_out, 1)
     if params.peephole:
         d_out_c = d_out_c + da_o * peep["o"]
@@ -343,19 +330,19 @@ def _backward(params, residuals, carry_in, d_carry, dy, options):
     if params.cell_clip is not None:  # as jnp.clip: no gradient where it clips
         dc = jnp.where(jnp.abs(extra["c"]) < params.cell_clip, dc, jnp.zeros_like(dc))
     if params.coupled:
-        da_f = dc * (carry_in.c - g) * _fused.sigmoid_grad(f)
-        da = jnp.concatenate([da_f, dc * i * _fused.tanh_grad(g), da_o], axis=-1)
+        da_f = dc * (carry_in.c - g) * fused.sigmoid_grad(f)
+        da = jnp.concatenate([da_f, dc * i * fused.tanh_grad(g), da_o], axis=-1)
     else:
-        da_i = dc * g * _fused.sigmoid_grad(i)
-        da_f = dc * carry_in.c * _fused.sigmoid_grad(f)
-        da = jnp.concatenate([da_i, da_f, dc * i * _fused.tanh_grad(g), da_o], axis=-1)
+        da_i = dc * g * fused.sigmoid_grad(i)
+        da_f = dc * carry_in.c * fused.sigmoid_grad(f)
+        da = jnp.concatenate([da_i, da_f, dc * i * fused.tanh_grad(g), da_o], axis=-1)
     d_c = dc * f
     if params.peephole:
         d_c = d_c + da_f * peep["f"]
         if not params.coupled:
             d_c = d_c + da_i * peep["i"]
     da_h = _ln.normalize_grad(params.ln_h, ln_h, da, params.gates)
-    d_h, d_options = _fused.masked_input(carry_in.h, da_h @ params.w_h.T, options)
+    d_h, d_options = fused.masked_input(carry_in.h, da_h @ params.w_h.T, options)
     if not (params.proj_size or params.layer_norm):
         return LSTMState(h=d_h, c=d_c), da, d_options
     # What the weight gradients need beyond the gates' cotangent `da`.
@@ -369,28 +356,28 @@ def _backward(params, residuals, carry_in, d_carry, dy, options):
 
 
 def _param_grads(params, xs, carries_in, residuals, dgs, options):
-    h_ins = _fused.masked_inputs(carries_in.h, options)
+    h_ins = fused.masked_inputs(carries_in.h, options)
     if not (params.proj_size or params.layer_norm):
-        dw_x, db, dxs = _fused.input_grads(params.w_x, xs, dgs)
-        dw_h = _fused.contract(h_ins, dgs)
+        dw_x, db, dxs = fused.input_grads(params.w_x, xs, dgs)
+        dw_h = fused.contract(h_ins, dgs)
         grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db)
         da = dgs
     else:
         da = dgs["a"]
-        dw_x, _, dxs = _fused.input_grads(params.w_x, xs, dgs.get("x", da))
-        dw_h = _fused.contract(h_ins, dgs.get("h", da))
-        grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=_fused.sum_rows(da))
+        dw_x, _, dxs = fused.input_grads(params.w_x, xs, dgs.get("x", da))
+        dw_h = fused.contract(h_ins, dgs.get("h", da))
+        grads = dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=fused.sum_rows(da))
     extra = residuals[5] if len(residuals) > 5 else {}
     if params.proj_size:
         o, tanh_c = residuals[3:5]
-        dw_r = _fused.contract(o * tanh_c, dgs["out"])
+        dw_r = fused.contract(o * tanh_c, dgs["out"])
         grads = dataclasses.replace(grads, w_r=dw_r)
     if params.peephole:
         blocks = jnp.split(da, params.gates, axis=-1)
         by_gate = dict(zip(("f", "g", "o") if params.coupled else "ifgo", blocks, strict=True))
         cells = {"i": carries_in.c, "f": carries_in.c, "o": extra["c"]}
         names = ("f", "o") if params.coupled else ("i", "f", "o")
-        dw_c = [_fused.sum_rows(by_gate[n] * cells[n]) for n in names]
+        dw_c = [fused.sum_rows(by_gate[n] * cells[n]) for n in names]
         grads = dataclasses.replace(grads, w_c=jnp.concatenate(dw_c))
     if params.layer_norm:
         ln_x, ln_h, ln_c = extra["ln"]
@@ -410,15 +397,7 @@ def _initial_carry(params, batch_shape=()):
     return LSTMState(h=h, c=c)
 
 
+_RULE = fused.FusedGradient(_forward, _backward, _param_grads, _project_inputs, _forward_projected)
 LSTM = register_cell(
-    Cell(
-        name="lstm",
-        init=lstm_init,
-        step=lstm_step,
-        params_type=LSTMParams,
-        initial_carry=_initial_carry,
-        scan_rule=_fused.FusedGradient(
-            _forward, _backward, _param_grads, _project_inputs, _forward_projected
-        ),
-    )
+    Cell("lstm", lstm_init, lstm_step, LSTMParams, _initial_carry, _RULE, hidden="h", **SIZES)
 )

@@ -5,20 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _initializers
+from jaxrnn._activations import positive
+from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._linear_scan import (
-    InputGates,
-    LinearRecurrence,
-    input_projection,
-    linear_step,
-    zero_state,
-)
-from jaxrnn._pytree import pytree_dataclass
+from jaxrnn._params import SIZES, InputWeights, pytree_dataclass
+from jaxrnn.rules.linear import LinearRecurrence, input_projection, linear_step
 
 
 @pytree_dataclass
-class MinGRUParams(InputGates):
+class MinGRUParams(InputWeights):
     """Parameters of a minGRU cell, gates fused along the last axis in the order z, candidate.
 
     Attributes:
@@ -41,12 +36,7 @@ def mingru_init(key, input_size: int, hidden_size: int, *, dtype=jnp.float32):
         >>> p.w_x.shape, p.b.shape
         ((3, 10), (10,))
     """
-    _initializers.check_sizes(input_size, hidden_size)
-    dtype = _checks.float_dtype(dtype)
-    return MinGRUParams(
-        w_x=_initializers.input_weights(key, input_size, hidden_size, 2, dtype),
-        b=jnp.zeros((2 * hidden_size,), dtype),
-    )
+    return MinGRUParams.initialise(key, input_size, hidden_size, dtype)
 
 
 def mingru_step(params: MinGRUParams, carry: jax.Array, x: jax.Array):
@@ -82,6 +72,7 @@ def mingru_step(params: MinGRUParams, carry: jax.Array, x: jax.Array):
         >>> y.shape
         (2, 5)
     """
+    x = params.check_step(carry, x)
     return linear_step(mingru_cell, params, carry, x)
 
 
@@ -97,18 +88,7 @@ def mingru_cell(params: MinGRUParams, x: jax.Array):
     return 1 - z, z * positive(a_h)
 
 
-def positive(a):
-    """``g(a)``: ``a + 1/2`` for ``a >= 0`` and ``σ(a)`` below, positive and continuous."""
-    return jnp.where(a >= 0, a + 0.5, jax.nn.sigmoid(a))
-
-
+_RULE = LinearRecurrence(mingru_cell)
 MINGRU = register_cell(
-    Cell(
-        name="mingru",
-        init=mingru_init,
-        step=mingru_step,
-        params_type=MinGRUParams,
-        initial_carry=zero_state,
-        scan_rule=LinearRecurrence(mingru_cell),
-    )
+    Cell("mingru", mingru_init, mingru_step, MinGRUParams, zeros_hidden, _RULE, **SIZES)
 )

@@ -7,16 +7,17 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _fused, _initializers
+from jaxrnn import _checks, _initializers
 from jaxrnn import _layer_norm as _ln
 from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._layer_norm import LayerNormParams
-from jaxrnn._pytree import FusedGates, bias, pytree_dataclass, static
+from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass, static
+from jaxrnn.rules import fused
 
 
 @pytree_dataclass
-class GRUParams(FusedGates):
+class GRUParams(RecurrentWeights):
     """Parameters of a GRU cell, gates fused along the last axis in the order r, z, n.
 
     The order is PyTorch's: ``w_x = weight_ih.T``, ``w_h = weight_hh.T``,
@@ -178,7 +179,7 @@ def _recurrent(params: GRUParams, carry: jax.Array, projected, recurrent_mask=No
     gx, ln_x = projected
     n = params.hidden_size
     ln_rz, ln_n = _norms(params)
-    h_in = _checks.masked(carry, recurrent_mask)
+    h_in = _checks.apply_recurrent_mask(carry, recurrent_mask)
     if params.reset_after:
         gh, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, 3)
         gh = gh + bias(params.b_h, gx)
@@ -212,7 +213,7 @@ def _norms(params):
     return _ln.sliced(params.ln_h, 0, 2 * n), _ln.sliced(params.ln_h, 2 * n, 3 * n)
 
 
-# The fused gradient (see jaxrnn._fused) ----------------------------------------------------
+# The fused gradient (see jaxrnn.rules.fused) ----------------------------------------------
 
 
 def _forward(params, h, x, options):
@@ -233,13 +234,13 @@ def _backward(params, residuals, h, dh, dy, options):
     n = params.hidden_size
     r, z, candidate = residuals[:3]
     ln_x, ln_h = residuals[-1] if params.layer_norm else (None, None)
-    h_in = _checks.masked(h, options.get("recurrent_mask"))
+    h_in = _checks.apply_recurrent_mask(h, options.get("recurrent_mask"))
     dh = dh + dy
-    dz = dh * (h - candidate) * _fused.sigmoid_grad(z)
-    dn = dh * (1 - z) * _fused.tanh_grad(candidate)
+    dz = dh * (h - candidate) * fused.sigmoid_grad(z)
+    dn = dh * (1 - z) * fused.tanh_grad(candidate)
     if params.reset_after:
         gh_n = residuals[3]
-        dr = dn * gh_n * _fused.sigmoid_grad(r)
+        dr = dn * gh_n * fused.sigmoid_grad(r)
         d_gh = _ln.normalize_grad(params.ln_h, ln_h, jnp.concatenate([dr, dz, dn * r], -1), 3)
         d_h_in = d_gh @ params.w_h.T
     else:
@@ -247,11 +248,11 @@ def _backward(params, residuals, h, dh, dy, options):
         res_rz, res_n = _split_residuals(ln_h, n)
         d_gh_n = _ln.normalize_grad(ln_n, res_n, dn, 1)
         d_rh = d_gh_n @ params.w_h[:, 2 * n :].T
-        dr = d_rh * h_in * _fused.sigmoid_grad(r)
+        dr = d_rh * h_in * fused.sigmoid_grad(r)
         d_gh = _ln.normalize_grad(ln_rz, res_rz, jnp.concatenate([dr, dz], axis=-1), 2)
         d_h_in = d_rh * r + d_gh @ params.w_h[:, : 2 * n].T
         d_gh = d_gh if ln_h is None else jnp.concatenate([d_gh, d_gh_n], axis=-1)
-    d_h, d_options = _fused.masked_input(h, d_h_in, options)
+    d_h, d_options = fused.masked_input(h, d_h_in, options)
     dg = jnp.concatenate([dr, dz, dn], axis=-1)
     if params.layer_norm:  # the weights' cotangents are those before the normalisations
         dg = {"a": dg, "x": _ln.normalize_grad(params.ln_x, ln_x, dg, 3), "h": d_gh}
@@ -269,25 +270,25 @@ def _split_residuals(residuals, n):
 def _param_grads(params, xs, hs, residuals, dgs, options):
     n = params.hidden_size
     r = residuals[0]
-    h_ins = _fused.masked_inputs(hs, options)
+    h_ins = fused.masked_inputs(hs, options)
     if params.layer_norm:
         da, d_pre_x, d_pre_h = dgs["a"], dgs["x"], dgs["h"]
-        dw_x, _, dxs = _fused.input_grads(params.w_x, xs, d_pre_x)
-        db_x = _fused.sum_rows(da)
+        dw_x, _, dxs = fused.input_grads(params.w_x, xs, d_pre_x)
+        db_x = fused.sum_rows(da)
     else:
         da = d_pre_h = dgs
-        dw_x, db_x, dxs = _fused.input_grads(params.w_x, xs, dgs)
+        dw_x, db_x, dxs = fused.input_grads(params.w_x, xs, dgs)
     if params.reset_after:
         dgh = jnp.concatenate([da[..., : 2 * n], da[..., 2 * n :] * r], axis=-1)
         d_pre_h = dgh if not params.layer_norm else d_pre_h
-        dw_h = _fused.contract(h_ins, d_pre_h)
-        db_h = _fused.sum_rows(dgh)
+        dw_h = fused.contract(h_ins, d_pre_h)
+        db_h = fused.sum_rows(dgh)
     else:
         dgh = da
         dw_h = jnp.concatenate(
             [
-                _fused.contract(h_ins, d_pre_h[..., : 2 * n]),
-                _fused.contract(r * h_ins, d_pre_h[..., 2 * n :]),
+                fused.contract(h_ins, d_pre_h[..., : 2 * n]),
+                fused.contract(r * h_ins, d_pre_h[..., 2 * n :]),
             ],
             axis=-1,
         )
@@ -301,15 +302,5 @@ def _param_grads(params, xs, hs, residuals, dgs, options):
     return grads, dxs
 
 
-GRU = register_cell(
-    Cell(
-        name="gru",
-        init=gru_init,
-        step=gru_step,
-        params_type=GRUParams,
-        initial_carry=lambda params, batch_shape=(): zeros_hidden(params, batch_shape),
-        scan_rule=_fused.FusedGradient(
-            _forward, _backward, _param_grads, _project_inputs, _forward_projected
-        ),
-    )
-)
+_RULE = fused.FusedGradient(_forward, _backward, _param_grads, _project_inputs, _forward_projected)
+GRU = register_cell(Cell("gru", gru_init, gru_step, GRUParams, zeros_hidden, _RULE, **SIZES))

@@ -1,17 +1,28 @@
-"""What the NNX and Linen modules share: the batch-major call of a stack."""
+"""What the NNX and Linen modules share: a stack called on batch-major sequences."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
 from jaxrnn import _checks
-from jaxrnn._stack import stack_scan
+from jaxrnn._cell import Cell
+from jaxrnn._stack import check_recurrent_mask, stack_scan
 
 
-def check_rates(dropout, recurrent_dropout, zoneout=0.0) -> None:
+def check_layer_options(cell: Cell, dropout, recurrent_dropout, zoneout=0.0) -> None:
+    """Checks a layer's rates when it is built, and that its cell takes a recurrent mask."""
     _checks.rate(dropout, "dropout")
     _checks.rate(recurrent_dropout, "recurrent_dropout")
     _checks.rate(zoneout, "zoneout")
+    if recurrent_dropout > 0:
+        check_recurrent_mask(cell.accepted_step_options, f"the {cell.name!r} cell's step")
+
+
+def check_inputs(cell: Cell, layers, inputs) -> None:
+    """``inputs`` must have the features the first layer's params read, where the cell says."""
+    input_size = cell.size_of_input(layers[0][0])
+    if input_size is not None:
+        _checks.check_features(_checks.as_floating(inputs, "inputs"), input_size, "inputs")
 
 
 def training_rates(dropout, recurrent_dropout, zoneout) -> str:
@@ -21,25 +32,24 @@ def training_rates(dropout, recurrent_dropout, zoneout) -> str:
     return f"dropout={dropout}, recurrent_dropout={recurrent_dropout} and zoneout={zoneout}"
 
 
-def run_layers(step, layers, inputs, *, time_major, lengths, resets, return_carry, **options):
-    """Calls :func:`jaxrnn.stack_scan` on ``(*batch, T, d)`` (or time-major) inputs.
+def run_layers(cell: Cell, layers, inputs, *, time_major, lengths, resets, return_carry, **options):
+    """Calls :func:`jaxrnn.stack_scan` of ``cell`` on ``(*batch, T, d)`` (or time-major) inputs.
 
     ``resets`` is ``(*batch, T)`` (or ``(T, *batch)``), like the inputs without
     their feature axes; ``options`` go to :func:`jaxrnn.stack_scan` as they are.
 
-    A cell whose params have ``num_feature_axes`` (a ConvLSTM: its spatial axes
-    and channels) takes inputs ``(*batch, T, *spatial, d)``; ``lengths`` and
-    ``resets`` stay per sequence and are spread over the spatial axes here.
+    A cell with several feature axes (:attr:`jaxrnn.Cell.feature_axes`; a
+    ConvLSTM: its spatial axes and channels) takes inputs ``(*batch, T,
+    *spatial, d)``; ``lengths`` and ``resets`` stay per sequence and are spread
+    over the spatial axes here.
     """
     inputs = _checks.as_floating(inputs, "inputs")
-    features = getattr(layers[0][0], "num_feature_axes", 1)
+    features = cell.num_feature_axes(layers[0][0])
     spatial = "*spatial, " if features > 1 else ""
     layout = f"(T, *batch, {spatial}d)" if time_major else f"(*batch, T, {spatial}d)"
     if inputs.ndim < 1 + features:
         raise ValueError(f"inputs: expected shape {layout}, got {inputs.shape}")
-    input_size = getattr(layers[0][0], "input_size", None)  # a user's params may lack it
-    if isinstance(input_size, int):
-        _checks.check_features(inputs, input_size, "inputs")
+    check_inputs(cell, layers, inputs)
     time = 0 if time_major else inputs.ndim - 1 - features
     xs = jnp.moveaxis(inputs, time, 0)
     batch, inner = xs.shape[1 : xs.ndim - features], xs.shape[xs.ndim - features : -1]
@@ -56,7 +66,7 @@ def run_layers(step, layers, inputs, *, time_major, lengths, resets, return_carr
             f"the axes of inputs {layout} up to T",
         )
         resets = _spread(jnp.moveaxis(resets, time, 0), inner)
-    carry, ys = stack_scan(step, layers, xs, lengths=lengths, resets=resets, **options)
+    carry, ys = stack_scan(cell, layers, xs, lengths=lengths, resets=resets, **options)
     ys = jnp.moveaxis(ys, 0, time)
     return (carry, ys) if return_carry else ys
 

@@ -10,10 +10,10 @@ rows, after the loop. The forward pass saves the gate activations it has already
 computed, so the backward loop evaluates no sigmoid or tanh.
 
 This module is the generic machinery and knows no cell. A cell supplies three
-functions beside its equations (see ``_lstm.py``) and registers them as its
+functions beside its equations (see ``jaxrnn/cells/lstm.py``) and registers them as its
 :class:`FusedGradient`. Its ``forward`` is the function its step wraps, so the
 equations are written once and forward values are the step's exactly; its
-``backward`` and ``param_grads`` are their derivative. ``tests/test_fused.py``
+``backward`` and ``param_grads`` are their derivative. ``tests/conformance``
 holds the gradients to those of ``lax.scan`` of the step for every cell and
 every option of :func:`jaxrnn.scan`.
 
@@ -60,14 +60,16 @@ from jax import lax
 
 from jaxrnn._chunks import scan_in_chunks
 from jaxrnn._masking import masked_body, select, where
+from jaxrnn.rules.base import ScanRule
 
 
 @dataclasses.dataclass(frozen=True)
-class FusedGradient:
+class FusedGradient(ScanRule):
     """A cell's scan rule with a hand-written backward pass through time.
 
     Each function gets ``options``, the dict of array keyword arguments the step
-    was given (e.g. ``{"recurrent_mask": m}``), possibly empty.
+    was given (e.g. ``{"recurrent_mask": m}``, names from ``step_options``),
+    possibly empty.
 
     Attributes:
         forward: ``forward(params, carry, x, options) -> (carry, y, residuals)``:
@@ -93,6 +95,10 @@ class FusedGradient:
             (see the module's docstring); 1 turns chunking off.
         chunk_training: whether the forward loop of training (under a gradient)
             runs chunk by chunk too. Off by default: it measured no faster.
+        step_options: the step's keyword arguments these functions handle:
+            ``recurrent_mask`` (``H_{t-1}`` times a mask where it enters the
+            recurrent matmul, whose derivative :func:`masked_input` and
+            :func:`masked_inputs` give) by default.
     """
 
     forward: Callable[..., Any]
@@ -102,6 +108,7 @@ class FusedGradient:
     forward_projected: Callable[..., Any] | None = None
     chunk: int = 8
     chunk_training: bool = False
+    step_options: tuple[str, ...] = ("recurrent_mask",)
 
     def __post_init__(self):
         if (self.project is None) != (self.forward_projected is None):
@@ -111,8 +118,11 @@ class FusedGradient:
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
             raise ValueError(f"FusedGradient.chunk: expected a positive int, got {self.chunk!r}")
 
-    def __call__(self, params, carry, carry0, xs, keep, reset, *, reverse, unroll, options):
-        """``(carry, ys)`` of the masked scan (see :mod:`jaxrnn._masking`), with this gradient."""
+    def __call__(
+        self, params, carry, carry0, xs, keep, reset, *, reverse, unroll, options, axis_name=None
+    ):
+        """``(carry, ys)`` of the masked scan (:class:`ScanRule`), with this gradient."""
+        del axis_name  # no time sharding: jaxrnn.scan gives none
         return _scan(self, reverse, unroll, params, carry, carry0, xs, keep, reset, options)
 
 

@@ -5,21 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _initializers
+from jaxrnn._activations import positive
+from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._linear_scan import (
-    InputGates,
-    LinearRecurrence,
-    input_projection,
-    linear_step,
-    zero_state,
-)
-from jaxrnn._mingru import positive
-from jaxrnn._pytree import pytree_dataclass
+from jaxrnn._params import SIZES, InputWeights, pytree_dataclass
+from jaxrnn.rules.linear import LinearRecurrence, input_projection, linear_step
 
 
 @pytree_dataclass
-class MinLSTMParams(InputGates):
+class MinLSTMParams(InputWeights):
     """Parameters of a minLSTM cell, gates fused along the last axis in the order f, i, candidate.
 
     Attributes:
@@ -42,12 +36,7 @@ def minlstm_init(key, input_size: int, hidden_size: int, *, dtype=jnp.float32):
         >>> p.w_x.shape, p.b.shape
         ((3, 15), (15,))
     """
-    _initializers.check_sizes(input_size, hidden_size)
-    dtype = _checks.float_dtype(dtype)
-    return MinLSTMParams(
-        w_x=_initializers.input_weights(key, input_size, hidden_size, 3, dtype),
-        b=jnp.zeros((3 * hidden_size,), dtype),
-    )
+    return MinLSTMParams.initialise(key, input_size, hidden_size, dtype)
 
 
 def minlstm_step(params: MinLSTMParams, carry: jax.Array, x: jax.Array):
@@ -78,6 +67,7 @@ def minlstm_step(params: MinLSTMParams, carry: jax.Array, x: jax.Array):
         >>> y.shape
         (5,)
     """
+    x = params.check_step(carry, x)
     return linear_step(minlstm_cell, params, carry, x)
 
 
@@ -95,13 +85,7 @@ def minlstm_cell(params: MinLSTMParams, x: jax.Array):
     return forget, (1 - forget) * positive(a_h)
 
 
+_RULE = LinearRecurrence(minlstm_cell)
 MINLSTM = register_cell(
-    Cell(
-        name="minlstm",
-        init=minlstm_init,
-        step=minlstm_step,
-        params_type=MinLSTMParams,
-        initial_carry=zero_state,
-        scan_rule=LinearRecurrence(minlstm_cell),
-    )
+    Cell("minlstm", minlstm_init, minlstm_step, MinLSTMParams, zeros_hidden, _RULE, **SIZES)
 )

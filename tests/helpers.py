@@ -98,6 +98,15 @@ def rows(cases=None):
     ]
 
 
+def fast_only(names, fast):
+    """``names`` as pytest parameters, all but those in ``fast`` marked slow."""
+    return [name if name in fast else pytest.param(name, marks=pytest.mark.slow) for name in names]
+
+
+#: The classic cells that a generic test runs in the fast lane (one LSTM, one GRU).
+FAST_CLASSIC = fast_only(CLASSIC, ("lstm", "gru_reset_after"))
+
+
 def builtin_cells() -> set[str]:
     """The registered cells that jaxrnn itself defines (tests register their own too)."""
     return {

@@ -30,7 +30,10 @@ OPTIONS = {
 STEPS = (0, 1, 7, 8, 9, 23)
 # Every option at once around the chunk length; the other options one at a time for each
 # cell in tests/conformance (at T = 33: four chunks and a remainder of one).
-CASES = [("all", steps) for steps in STEPS]
+FAST_STEPS = (0, 1, 9, 23)
+CASES = [
+    ("all", t) if t in FAST_STEPS else pytest.param("all", t, marks=pytest.mark.slow) for t in STEPS
+]
 # Chunks unrolled (two chunks and one step, all unrolled): slow to compile.
 CASES += [
     pytest.param(*case, marks=pytest.mark.slow) for case in (("unroll", 23), ("unroll_true", 17))

@@ -226,6 +226,7 @@ MODULE_OPTIONS = {
 }
 
 
+@pytest.mark.slow  # every module by name in tests/conformance; here every option at once
 @pytest.mark.parametrize("name", MODULE_OPTIONS)
 def test_modules_take_the_options(name):
     options = MODULE_OPTIONS[name]

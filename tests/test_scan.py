@@ -9,7 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 import jaxrnn
-from tests.helpers import CASES, CLASSIC, make, random_carry
+from tests.helpers import CASES, FAST_CLASSIC, make, random_carry
 
 D, H = 4, 6
 close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
@@ -55,7 +55,7 @@ def test_user_step_with_pytree_carry_and_output():
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("name", CLASSIC)
+@pytest.mark.parametrize("name", FAST_CLASSIC)
 def test_lengths_with_two_batch_axes_equal_slicing(name, reverse):
     params, step = make(name, D, H, seed=5), CASES[name].step
     T = 8
@@ -91,7 +91,7 @@ def test_reverse_equals_flipped_forward(name):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("name", CLASSIC)
+@pytest.mark.parametrize("name", FAST_CLASSIC)
 def test_resets_equal_separate_runs(name, reverse):
     params, step = make(name, D, H, seed=10), CASES[name].step
     T = 12

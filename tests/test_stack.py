@@ -163,7 +163,7 @@ torch = pytest.importorskip("torch")
 TORCH = {"rnn_tanh": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("bidirectional", [pytest.param(False, marks=pytest.mark.slow), True])
 @pytest.mark.parametrize("kind", TORCH)
 def test_torch_packed_sequences_parity(kind, bidirectional):
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence

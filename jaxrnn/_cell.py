@@ -334,6 +334,11 @@ def bind(step, params) -> Bound:
         )
     func, options = _keywords(step)
     cell = _BY_TYPE.get(type(params))
+    owners = [c for c in _BY_NAME.values() if c.step is func]
+    if owners and not any(isinstance(params, c.params_type) for c in owners):
+        # A registered step given another cell's params.
+        wanted = " or ".join(sorted(c.params_type.__name__ for c in owners))
+        raise TypeError(f"params: {_name(func)} expects {wanted}, got {type(params).__name__}")
     if cell is None or func is not cell.step:
         own = tuple(_keyword_only(func, defaults=False))
         if cell is None:

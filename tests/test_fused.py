@@ -86,11 +86,16 @@ def test_the_rule_runs_for_the_step_its_cell_and_a_keyword_partial_only():
         tree_close(jaxrnn.scan(step, params, xs), want, 1e-6, 1e-6)
         with pytest.raises(ValueError, match="gradient: 'rule' needs the step's cell's scan"):
             jaxrnn.scan(step, params, xs, gradient="rule")
-    with pytest.raises(ValueError, match=r"the step 'gru_step' is not the 'lstm' cell's step"):
+    with pytest.raises(TypeError, match=r"params: gru_step expects GRUParams, got LSTMParams"):
         jaxrnn.scan(jaxrnn.gru_step, params, xs, gradient="rule")
+
+    def users_own(params, h, x):  # a step of no registered cell
+        h = jnp.tanh(x @ params["w"] + h)
+        return h, h
+
     with pytest.raises(ValueError, match="no registered cell has params of type dict"):
         jaxrnn.scan(
-            jaxrnn.lstm_step, {"w": params.w_x}, xs, carry=jnp.zeros((2, H)), gradient="rule"
+            users_own, {"w": params.w_x[:, :H]}, xs, carry=jnp.zeros((2, H)), gradient="rule"
         )
     with pytest.raises(ValueError, match="the 'conv_lstm' cell registers no scan rule"):
         p = jaxrnn.conv_lstm_init(jax.random.key(0), D, H, (3,))

@@ -110,9 +110,8 @@ def test_the_rule_is_chosen_by_params_type_and_step():
 
     rule(jaxrnn.gru_step)
     rule(jax.tree_util.Partial(jaxrnn.gru_step, recurrent_mask=jnp.ones(4)))
-    for other in (jaxrnn.lstm_step, lambda p, c, x: jaxrnn.gru_step(p, c, x)):
-        with pytest.raises(ValueError, match="is not the 'gru' cell's step 'gru_step' itself"):
-            rule(other)
+    with pytest.raises(ValueError, match="is not the 'gru' cell's step 'gru_step' itself"):
+        rule(lambda p, c, x: jaxrnn.gru_step(p, c, x))
 
 
 def test_registry_errors_name_the_problem():
@@ -153,6 +152,25 @@ def test_registry_errors_name_the_problem():
         jaxrnn.nnx.LSTM(3, 4, reset_after=True, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="did you mean 'gru'"):
         jaxrnn.nnx.Recurrent("gruu", 3, 4, rngs=nnx.Rngs(0))
+
+
+def test_a_registered_step_with_another_cells_params_is_refused():
+    key, xs = jax.random.key(0), jnp.ones((3, 2, 4))
+    minlstm = jaxrnn.minlstm_init(key, 4, 5)
+    gru = jaxrnn.gru_init(key, 4, 5)
+    cases = [
+        (jaxrnn.mingru_step, minlstm, "mingru_step expects MinGRUParams, got MinLSTMParams"),
+        (jaxrnn.mgu_step, gru, "mgu_step expects MGUParams, got GRUParams"),
+        (jaxrnn.gru_step, jaxrnn.lstm_init(key, 4, 5), "gru_step expects GRUParams, got LSTMP"),
+        (jaxrnn.lstm_step, {"w_x": gru.w_x}, "lstm_step expects LSTMParams, got dict"),
+        ("gru", minlstm, "the 'gru' cell expects GRUParams, got MinLSTMParams"),
+    ]
+    for step, params, message in cases:
+        for gradient in ("auto", "autodiff"):
+            with pytest.raises(TypeError, match=f"params: {message}"):
+                jaxrnn.scan(step, params, xs, carry=jnp.zeros((2, 5)), gradient=gradient)
+    with pytest.raises(TypeError, match="params: mgu_step expects MGUParams, got GRUParams"):
+        jaxrnn.stack_scan(jaxrnn.mgu_step, ((gru,),), xs)
 
 
 def test_an_unregistered_cell_value_works_wherever_a_name_does(readme):

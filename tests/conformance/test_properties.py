@@ -80,7 +80,7 @@ def cases(draw, cell):
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", sorted(builtin_cells()))
 @settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -253,7 +253,7 @@ def get_cell(cell: str | Cell) -> Cell:
 
 def cell_of(params) -> Cell:
     """The registered :class:`Cell` whose params type is ``type(params)``."""
-    cell = _BY_TYPE.get(type(params))
+    cell = registered_cell(params)
     if cell is None:
         raise TypeError(
             f"params: no registered cell has params of type {type(params).__name__}; "

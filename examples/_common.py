@@ -14,6 +14,8 @@ import pathlib
 from typing import Annotated
 
 import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 import jaxrnn
 from jaxrnn import train
@@ -48,6 +50,31 @@ def data_parallel(config) -> train.DataParallel:
     a run writes anything.
     """
     return train.DataParallel(config.devices, batch_size=config.batch_size)
+
+
+def sharded_like(x, spec) -> dict:
+    """``{"out_sharding": spec}`` on the mesh of ``x``'s type when the mesh has
+    Explicit axes and ``spec`` shards something (a gather or a random draw then
+    states its result's sharding), else ``{}``."""
+    if not any(spec):
+        return {}
+    return {"out_sharding": NamedSharding(jax.typeof(x).sharding.mesh, PartitionSpec(*spec))}
+
+
+def batch_spec(x) -> tuple:
+    """The mesh axes each axis of ``x`` is split over in its type (``None`` for none)."""
+    spec = tuple(jax.typeof(x).sharding.spec) if isinstance(x, jax.Array) else ()
+    return (spec + (None,) * np.ndim(x))[: np.ndim(x)]
+
+
+def lookup(table, ids):
+    """``table[ids]``: rows of an embedding table, sharded like ``ids``."""
+    return table.at[ids].get(**sharded_like(ids, (*batch_spec(ids), None)))
+
+
+def bernoulli(key, p, like):
+    """Bits of ``like``'s shape, each true with probability ``p``, sharded like it."""
+    return jax.random.bernoulli(key, p, like.shape, **sharded_like(like, batch_spec(like)))
 
 
 def on_host(tree):

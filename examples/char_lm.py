@@ -237,7 +237,7 @@ def logits_of(params, ys):
 def chunk_loss(config: Config, params, carry, ids, targets, key=None):
     """Mean cross-entropy (nats) of one time-major chunk ``ids, targets (T, B)``."""
     step = jaxrnn.get_cell(config.cell).step
-    xs = params["embed"][ids]
+    xs = common.lookup(params["embed"], ids)
     layers_key, output_key = key, None
     if key is not None and config.output_dropout > 0:
         layers_key, output_key = jax.random.split(key)
@@ -253,7 +253,7 @@ def chunk_loss(config: Config, params, carry, ids, targets, key=None):
 def dropout(key, x, rate):
     """Inverted dropout: each element of ``x`` is zeroed with probability ``rate``
     and the others scaled by ``1 / (1 - rate)``, so the mean is unchanged."""
-    keep = jax.random.bernoulli(key, 1 - rate, x.shape)
+    keep = common.bernoulli(key, 1 - rate, x)
     return jnp.where(keep, x / (1 - rate), jnp.zeros_like(x))
 
 

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrnn import _sharding
+
 
 def scan_in_chunks(run, carry, inputs, k: int, *, reverse: bool = False, unroll=1):
     """``run`` over consecutive chunks of ``k`` steps of ``inputs``, in order.
@@ -20,7 +22,9 @@ def scan_in_chunks(run, carry, inputs, k: int, *, reverse: bool = False, unroll=
     """
     length = jax.tree.leaves(inputs)[0].shape[0]
     n = length // k
-    head = jax.tree.map(lambda a: a[: n * k].reshape((n, k, *a.shape[1:])), inputs)
+    head = jax.tree.map(
+        lambda a: _sharding.reshape(a[: n * k], (n, k, *a.shape[1:]), a.ndim - 1), inputs
+    )
     tail = jax.tree.map(lambda a: a[n * k :], inputs)
     parts = []
     if reverse and n * k < length:
@@ -28,7 +32,7 @@ def scan_in_chunks(run, carry, inputs, k: int, *, reverse: bool = False, unroll=
         parts.append(out)
     if n:
         carry, out = lax.scan(run, carry, head, reverse=reverse, unroll=unroll)
-        out = jax.tree.map(lambda a: a.reshape((n * k, *a.shape[2:])), out)
+        out = jax.tree.map(lambda a: _sharding.reshape(a, (n * k, *a.shape[2:]), a.ndim - 2), out)
         parts.insert(0, out) if reverse else parts.append(out)
     if not reverse and n * k < length:
         carry, out = run(carry, tail)

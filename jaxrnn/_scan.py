@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn import _checks
+from jaxrnn import _checks, _sharding
 from jaxrnn._cell import Bound, Cell, bind
 from jaxrnn._chunks import scan_in_chunks
 from jaxrnn._masking import masked_body, valid_steps, where
@@ -183,12 +183,16 @@ def scan_bound(
     offset, total = 0, None  # this device's first step; the whole sequence's length
     if axis_name is not None:
         offset, total = _time_shard(bound, rule, axis_name, gradient, remat, xs)
+    else:  # an Explicit mesh's time-sharded xs, scanned whole
+        xs, resets = _sharding.unsplit_time(xs), _sharding.unsplit_time(resets)
     length, batch = xs.shape[0], tuple(xs.shape[1:-1])
     input_size = bound.cell.size_of_input(params)
     if input_size is not None:
         _checks.check_features(xs, input_size, "xs")
     if carry is None:
         carry = bound.cell.initial_carry(params, batch)
+    # Under an Explicit mesh the carry takes the sharding of the batch it runs over.
+    carry = _sharding.with_batch(carry, xs, len(batch))
 
     valid = None
     if lengths is not None:
@@ -270,18 +274,23 @@ def _time_shard(bound: Bound, rule, axis_name, gradient, remat, xs):
         raise ValueError(
             f"axis_name: {axis_name!r} is not a mesh axis of the enclosing jax.shard_map ({e})"
         ) from None
-    # Inside shard_map (with its replication check on), xs records the mesh axes it
-    # varies over: xs split over other axes only would be read as slices it is not.
-    varying = getattr(getattr(jax.typeof(xs), "manual_axis_type", None), "varying", None)
+    # Inside shard_map (with its replication check on, which the device index then
+    # shows), xs records the mesh axes it varies over: xs split over other axes
+    # only, or over none, would be read as slices it is not.
     names = set(axis_name) if isinstance(axis_name, tuple) else {axis_name}
-    if varying and not names <= varying:
+    if names <= _varying(index) and not names <= _varying(xs):
+        over = ", ".join(sorted(map(repr, _varying(xs)))) or "no mesh axis (replicated, P())"
         raise ValueError(
             f"xs: expected its time axis split over the mesh axis {axis_name!r} "
-            f"(in_specs P({axis_name!r})), got an xs that varies only over "
-            f"{', '.join(sorted(map(repr, varying)))}"
+            f"(in_specs P({axis_name!r})), got an xs that varies over {over}"
         )
     length = xs.shape[0]
     return index * length, devices * length
+
+
+def _varying(x) -> frozenset:
+    """The mesh axes ``x`` varies over inside ``shard_map`` (empty elsewhere)."""
+    return getattr(getattr(jax.typeof(x), "manual_axis_type", None), "varying", frozenset())
 
 
 def _chunked_remat_scan(loop, carry, inputs, length, reverse):

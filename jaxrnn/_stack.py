@@ -7,7 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks
+from jaxrnn import _checks, _sharding
 from jaxrnn._carry import initial_carry
 from jaxrnn._cell import Cell, bind, get_cell, registered_cell
 from jaxrnn._masking import valid_steps
@@ -178,6 +178,7 @@ def stack_scan(
         for j, params in enumerate(layer):
             batch = xs.shape[1:-1]
             c = bound.cell.initial_carry(params, batch) if carry is None else carry[k][j]
+            c = _sharding.with_batch(c, xs, len(batch))
             cell = bound
             if training and recurrent_dropout > 0:
                 template = bound.cell.hidden_state(c)
@@ -292,7 +293,9 @@ def _(layers, batch_shape=()):
 
 
 def _dropout(key, x, rate):
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    keep = jax.random.bernoulli(
+        key, 1.0 - rate, x.shape, **_sharding.out_sharding(x, _sharding.parts(x))
+    )
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)).astype(x.dtype)
 
 

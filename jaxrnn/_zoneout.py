@@ -30,7 +30,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks
+from jaxrnn import _checks, _sharding
 
 
 def expected_step(step, rate: float, hidden):
@@ -65,7 +65,10 @@ def training_step(step, params, rate: float, key, carry, xs, hidden):
     batch = xs.shape[1:-1]
     leaves, tree = jax.tree.flatten(carry)
     sizes = [math.prod(leaf.shape[len(batch) :]) for leaf in leaves]
-    keep_old = jax.random.bernoulli(key, rate, (xs.shape[0], *batch, sum(sizes)))
+    keep_old = jax.random.bernoulli(
+        key, rate, (xs.shape[0], *batch, sum(sizes)),
+        **_sharding.out_sharding(xs, (*_sharding.parts(xs)[:-1], None)),
+    )  # fmt: skip
     d = xs.shape[-1]
     offsets = [0, *itertools.accumulate(sizes)]
 

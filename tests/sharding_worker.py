@@ -130,7 +130,114 @@ def main():
         "value_diff": max_difference(got, apply(variables, inputs, lengths)),
     }
     report["time"] = time_sharding()
+    report["explicit"] = explicit()
+    report["readme_time_sharding"] = readme_time_sharding()
     json.dump(report, sys.stdout)
+
+
+def readme_time_sharding():
+    """Runs the README's block on time sharding as written, on these 4 devices."""
+    from tests.helpers import readme_blocks
+
+    (block,) = [b for bs in readme_blocks().values() for b in bs if 'axis_name="time"' in b]
+    exec(compile(block, "README.md", "exec"), {})
+    return "ran"
+
+
+def explicit():
+    """Under ``jax.set_mesh`` of a ``jax.make_mesh`` mesh (Explicit axes, sharding in
+    types), with the batch split over ``data``: every registered cell's scan, a
+    bidirectional stack with dropout and zoneout, both module families and a carry
+    from ``jaxrnn.initial_carry``, against the same run unsharded."""
+    from tests.helpers import CASES
+
+    mesh = jax.make_mesh((4,), ("data",))
+    lengths = jnp.array([9, 3, 0, 7, 9, 1, 5, 12])
+    resets = jax.random.bernoulli(jax.random.key(2), 0.2, (T, B))
+    out = {"axis_types": str(mesh.axis_types)}
+
+    def put(tree, spec):
+        return jax.tree.map(lambda a: jax.device_put(a, NamedSharding(mesh, spec)), tree)
+
+    def record(name, fn, args, sharded, grad_args=(0, 1)):
+        def loss(*a):
+            carry, ys = fn(*a)
+            return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry))
+
+        grad = jax.jit(jax.grad(loss, grad_args))
+        want, want_grad = jax.jit(fn)(*args), grad(*args)
+        with jax.set_mesh(mesh):
+            got = jax.jit(fn)(*sharded)
+            compiled = grad.lower(*sharded).compile()  # run, and read for its collectives
+            hlo = compiled.as_text()
+            out[name] = {
+                "ys_spec": str(got[1].sharding.spec),
+                "carry_specs": sorted({str(c.sharding.spec) for c in jax.tree.leaves(got[0])}),
+                "value_diff": max_difference(got, want),
+                "grad_diff": max_difference(compiled(*sharded), want_grad),
+                "grad_collectives": {
+                    name: len(re.findall(rf"\b{name}(-start)?\(", hlo)) for name in COLLECTIVES
+                },
+            }
+
+    seen = set()
+    for case in CASES.values():
+        if case.cell in seen:
+            continue
+        seen.add(case.cell)
+        cell = jaxrnn.get_cell(case.cell)
+        params = cell.init(jax.random.key(0), D, H, **case.options)
+        xs = jax.random.normal(jax.random.key(1), (T, B, *case.spatial, D))
+        n = jnp.reshape(lengths, (B,) + (1,) * len(case.spatial)) * jnp.ones(
+            (B, *case.spatial), lengths.dtype
+        )
+        r = jnp.reshape(resets, (T, B) + (1,) * len(case.spatial)) & jnp.ones(
+            (T, B, *case.spatial), bool
+        )
+
+        def run(params, xs, n, r, cell=cell):
+            return jaxrnn.scan(cell, params, xs, lengths=n, resets=r)
+
+        spec = P(None, "data")
+        sharded = (params, put(xs, spec), put(n, P("data")), put(r, spec))
+        record(case.cell, run, (params, xs, n, r), sharded)
+
+    layers = jaxrnn.stack_init(jax.random.key(3), "lstm", D, H, num_layers=2, bidirectional=True)
+    xs = jax.random.normal(jax.random.key(1), (T, B, D))
+
+    def stack(layers, xs, lengths):
+        return jaxrnn.stack_scan(
+            "lstm", layers, xs, lengths=lengths, dropout=0.2, recurrent_dropout=0.2,
+            zoneout=0.1, key=jax.random.key(4),
+        )  # fmt: skip
+
+    args = (layers, xs, lengths)
+    record("stack", stack, args, (layers, put(xs, P(None, "data")), put(lengths, P("data"))))
+
+    params = jaxrnn.gru_init(jax.random.key(0), D, H)
+
+    def from_initial_carry(params, xs):
+        carry = jaxrnn.initial_carry(params, (B,))  # unsharded zeros: scan shards them
+        return jaxrnn.scan(jaxrnn.gru_step, params, xs, carry=carry)
+
+    record("initial_carry", from_initial_carry, (params, xs), (params, put(xs, P(None, "data"))))
+
+    inputs = jnp.moveaxis(xs, 0, 1)  # batch-major (B, T, d)
+    model = jaxrnn.nnx.GRU(D, H, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+    linen = jaxrnn.linen.LSTM(H, num_layers=2, bidirectional=True)
+    variables = linen.init(jax.random.key(5), inputs)
+
+    def nnx_run(state, inputs, lengths):
+        return (), nnx.merge(graphdef, state)(inputs, lengths=lengths)
+
+    def linen_run(variables, inputs, lengths):
+        return (), linen.apply(variables, inputs, lengths=lengths)
+
+    for name, fn, first in (("nnx", nnx_run, state), ("linen", linen_run, variables)):
+        sharded = (first, put(inputs, P("data")), put(lengths, P("data")))
+        record(name, fn, (first, inputs, lengths), sharded)
+    return out
 
 
 def relative_difference(a, b):

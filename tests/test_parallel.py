@@ -234,3 +234,12 @@ def test_time_sharding_refuses_what_it_cannot_shard():
     )
     with pytest.raises(ValueError, match=r"xs: expected its time axis split over .*'time'"):
         wrong(xs[0])
+    # Replicated (P()): every device would read the whole sequence as its slice.
+    replicated = jax.shard_map(
+        lambda x: jaxrnn.scan(step, params, x, axis_name="time")[1],
+        mesh=jax.make_mesh((1,), ("time",)),
+        in_specs=jax.sharding.PartitionSpec(),
+        out_specs=jax.sharding.PartitionSpec("time"),
+    )
+    with pytest.raises(ValueError, match=r"xs: .*varies over no mesh axis \(replicated, P\(\)\)"):
+        replicated(xs[0])

@@ -78,3 +78,39 @@ def test_time_sharding_communicates_only_each_slices_map(report, case):
     assert 0 < r["largest_gather"] <= 2 * 4 * 3 * 5, r
     assert r["collectives"]["all-to-all"] == 0
     assert r["collectives"]["collective-permute"] == 0
+
+
+EXPLICIT = ["stack", "initial_carry", "nnx", "linen"]
+
+
+@pytest.mark.parametrize("case", EXPLICIT)
+def test_an_explicit_mesh_keeps_the_batch_sharding_and_equals_the_unsharded_run(report, case):
+    # jax.make_mesh's axes are Explicit: sharding is part of each array's type.
+    assert report["explicit"]["axis_types"] == "(Explicit,)"
+    r = report["explicit"][case]
+    batch_major = case in ("nnx", "linen")
+    assert r["ys_spec"] == ("P('data', None, None)" if batch_major else "P(None, 'data', None)")
+    assert all(spec.startswith("P('data'") for spec in r["carry_specs"]), r
+    assert r["value_diff"] < 1e-5
+    assert r["grad_diff"] < 1e-4
+    counts = r["grad_collectives"]
+    assert counts["all-gather"] == counts["all-to-all"] == counts["collective-permute"] == 0
+    assert counts["all-reduce"] >= 1  # the weight gradients, summed over the devices
+
+
+def test_every_registered_cell_runs_under_an_explicit_mesh(report):
+    # Lengths and resets, forward and gradient, each cell with the batch split in four.
+    from tests.helpers import CASES
+
+    for name in {case.cell for case in CASES.values()}:
+        r = report["explicit"][name]
+        assert r["ys_spec"].startswith("P(None, 'data'"), (name, r)
+        assert all(spec.startswith("P('data'") for spec in r["carry_specs"]), (name, r)
+        assert r["value_diff"] < 1e-5, (name, r)
+        assert r["grad_diff"] < 1e-4, (name, r)
+        counts = r["grad_collectives"]
+        assert counts["all-gather"] == counts["all-to-all"] == 0, (name, counts)
+
+
+def test_the_readme_block_on_time_sharding_runs_on_four_devices(report):
+    assert report["readme_time_sharding"] == "ran"

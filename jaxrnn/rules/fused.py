@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrnn import _sharding
 from jaxrnn._chunks import scan_in_chunks
 from jaxrnn._masking import masked_body, select, where
 from jaxrnn.rules.base import ScanRule
@@ -144,7 +145,7 @@ def contract(a, b):
     axis sharded over devices is summed where it lies and reduced once.
     """
     rows = tuple(range(a.ndim - 1))
-    return jnp.tensordot(a, b, axes=(rows, rows))
+    return jnp.tensordot(a, b, axes=(rows, rows), **_sharding.contracted(a, b))
 
 
 def sum_rows(a):

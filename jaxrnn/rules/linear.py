@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrnn import _sharding
 from jaxrnn._masking import where
 from jaxrnn.rules.base import ScanRule
 
@@ -162,10 +163,16 @@ def input_projection(x, w_x, b, gates: int):
     vector instructions: 1.6x slower for minGRU's gradient.
     """
     working = jnp.promote_types(w_x.dtype, jnp.float32)
-    rows = x.reshape(-1, x.shape[-1])
-    out = jnp.matmul(rows, w_x, preferred_element_type=working)
-    out = out + lax.broadcast_to_rank(b.astype(working), 2)
-    return jnp.split(out.reshape(*x.shape[:-1], w_x.shape[-1]), gates, axis=-1)
+    if any(_sharding.parts(x)):
+        # Rows merged over a sharded batch axis have no sharding to state: one
+        # matmul over the leading axes as they are (XLA:CPU's 2-D GEMM is faster).
+        out = jnp.matmul(x, w_x, preferred_element_type=working)
+    else:
+        rows = x.reshape(-1, x.shape[-1])
+        out = jnp.matmul(rows, w_x, preferred_element_type=working)
+        out = out.reshape(*x.shape[:-1], w_x.shape[-1])
+    out = out + lax.broadcast_to_rank(b.astype(working), out.ndim)
+    return jnp.split(out, gates, axis=-1)
 
 
 def linear_scan(a, b, h0, *, reverse=False, block=BLOCK):
@@ -312,9 +319,10 @@ def _in_blocks(a, b, block):
     n = -(-length // block)
     pad = n * block - length
     if pad:
-        a = jnp.concatenate([a, jnp.ones((pad, *shape), a.dtype)])
-        b = jnp.concatenate([b, jnp.zeros((pad, *shape), b.dtype)])
-    return a.reshape(n, block, *shape), b.reshape(n, block, *shape)
+        widths = [(0, pad)] + [(0, 0)] * len(shape)
+        a = jnp.pad(a, widths, constant_values=1)
+        b = jnp.pad(b, widths)
+    return tuple(_sharding.reshape(x, (n, block, *shape), len(shape)) for x in (a, b))
 
 
 def _position(i, block, reverse):
@@ -361,5 +369,5 @@ def _blocked(a, b, h0, reverse, block):
         return h, lax.dynamic_update_index_in_dim(hs, h, j, 1)
 
     _, hs = lax.fori_loop(0, block, states, (starts, b))
-    hs = hs.reshape(-1, *shape)
+    hs = _sharding.reshape(hs, (hs.shape[0] * hs.shape[1], *shape), len(shape))
     return hs[:length]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from jaxrnn.train._errors import ConfigError
 
@@ -15,6 +15,13 @@ AXIS = "data"
 
 class DataParallel:
     """A 1-D device mesh named ``data``: batches split over it, parameters replicated.
+
+    The mesh is made by :func:`jax.make_mesh` with its axis Explicit: the form JAX
+    documents as current ("sharding in types"), in which each array's type
+    carries its sharding and ``jit`` propagates it op by op, so a step that would
+    need a hidden all-gather fails at trace time instead. Arrays placed with
+    :meth:`shard` and :meth:`replicate` work in ``jit`` with or without
+    ``jax.set_mesh(dp.mesh)``.
 
     There is no training loop here: ``jax.jit`` of an ordinary training step,
     given a batch sharded along ``data`` and a replicated state, computes each
@@ -64,7 +71,9 @@ class DataParallel:
         for device in jax.devices():
             by_process.setdefault(device.process_index, []).append(device)
         chosen = [d for p in sorted(by_process) for d in by_process[p][:count]]
-        self.mesh = Mesh(np.array(chosen), (AXIS,))
+        self.mesh = jax.make_mesh(
+            (len(chosen),), (AXIS,), axis_types=(AxisType.Explicit,), devices=chosen
+        )
         if batch_size is not None:
             self.check_batch(batch_size)
 
@@ -131,7 +140,7 @@ class DataParallel:
 
 def _put(leaf, sharding: NamedSharding):
     if isinstance(leaf, jax.core.Tracer):
-        return jax.lax.with_sharding_constraint(leaf, sharding)
+        return jax.sharding.reshard(leaf, sharding)
     if jax.process_count() == 1 or (isinstance(leaf, jax.Array) and not leaf.is_fully_addressable):
         return jax.device_put(leaf, sharding)
     # Several processes, a value every process holds: each places its own devices' part.

@@ -191,8 +191,25 @@ def check_step_args(x, hidden: dict, input_size: int, hidden_size: int | dict, d
         size = hidden_size[name] if isinstance(hidden_size, dict) else hidden_size
         expected = (*x.shape[:-1], size)
         check_shape(value, expected, name, f"x's batch shape {tuple(x.shape[:-1])} + (hidden,)")
-        check_dtype(value, dtype, name)
+        check_carry_dtype(value, dtype, name)
     return x
+
+
+def check_carry_dtype(value, dtype, name: str) -> None:
+    """A carry holds the params' dtype or a wider float one (a float32 carry for
+    bfloat16 params: see :mod:`jaxrnn._precision`)."""
+    if value.dtype == dtype:
+        return
+    if (
+        jnp.issubdtype(value.dtype, jnp.floating)
+        and jnp.promote_types(dtype, value.dtype) == value.dtype
+    ):
+        return
+    dtype = jnp.dtype(dtype).name
+    raise TypeError(
+        f"{name}: expected dtype {dtype} (the params' dtype) or a wider float dtype, got "
+        f"{value.dtype}; cast it with {name}.astype(jnp.{dtype})"
+    )
 
 
 def apply_recurrent_mask(h, mask):

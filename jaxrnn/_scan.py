@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn import _checks, _sharding
+from jaxrnn import _checks, _precision, _sharding
 from jaxrnn._cell import Bound, Cell, bind
 from jaxrnn._chunks import scan_in_chunks
 from jaxrnn._masking import masked_body, valid_steps, where
@@ -32,6 +32,8 @@ def scan(
     remat: bool = False,
     gradient: str = "auto",
     axis_name=None,
+    dtype=None,
+    carry_dtype=None,
 ):
     """Runs ``step`` over the leading (time) axis of ``xs``.
 
@@ -106,6 +108,15 @@ def scan(
             after it, the same on every device (``P()``). Values and gradients
             are those of the unsharded scan, up to rounding. See "Long
             sequences across devices" below.
+        dtype: the compute dtype (mixed precision, Flax's ``dtype``): the
+            params' floating leaves and ``xs`` are cast to it, so every matmul
+            reads ``dtype`` operands; the matmuls accumulate in at least float32,
+            the gate math and the state update run in float32, and ``ys`` are
+            returned in ``dtype``. Gradients arrive in the params' own dtype.
+            ``None`` (the default): no cast, the params' dtype throughout.
+        carry_dtype: the dtype of the carry, initial and final (a given carry is
+            cast to it); by default float32 with a ``dtype`` narrower than that
+            (RecurrentGemma keeps its state in float32 too), else unchanged.
 
     Returns:
         ``(final_carry, ys)`` with ``ys`` of shape ``(T, *batch, h)``.
@@ -149,6 +160,7 @@ def scan(
     return scan_bound(
         bind(step, params), params, xs, carry=carry, lengths=lengths, resets=resets,
         reverse=reverse, unroll=unroll, remat=remat, gradient=gradient, axis_name=axis_name,
+        dtype=dtype, carry_dtype=carry_dtype,
     )  # fmt: skip
 
 
@@ -165,10 +177,15 @@ def scan_bound(
     remat=False,
     gradient="auto",
     axis_name=None,
+    dtype=None,
+    carry_dtype=None,
 ):
     """:func:`scan` of a step already resolved by :func:`jaxrnn._cell.bind` (as stacks
     resolve it once and add per-layer step options)."""
     xs = _checks.as_floating(xs, "xs")
+    dtype, carry_dtype = _precision.policy(dtype, carry_dtype)
+    if dtype is not None:
+        params, xs = _precision.cast_floating(params, dtype), xs.astype(dtype)
     if xs.ndim < 2:
         raise ValueError(
             f"xs: expected a time-major array of shape (T, *batch, d), got shape {xs.shape}"
@@ -191,6 +208,8 @@ def scan_bound(
         _checks.check_features(xs, input_size, "xs")
     if carry is None:
         carry = bound.cell.initial_carry(params, batch)
+    if carry_dtype is not None:
+        carry = _precision.cast_floating(carry, carry_dtype)
     # Under an Explicit mesh the carry takes the sharding of the batch it runs over.
     carry = _sharding.with_batch(carry, xs, len(batch))
 
@@ -235,8 +254,10 @@ def scan_bound(
             return final, ys
 
     if remat and length > 1:
-        return _chunked_remat_scan(loop, carry, inputs, length, reverse)
-    return loop(carry, inputs)
+        final, ys = _chunked_remat_scan(loop, carry, inputs, length, reverse)
+    else:
+        final, ys = loop(carry, inputs)
+    return final, ys if dtype is None else _precision.cast_floating(ys, dtype)
 
 
 #: The values of :func:`scan`'s ``gradient`` switch.

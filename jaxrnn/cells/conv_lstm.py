@@ -12,6 +12,7 @@ from jaxrnn import _checks, _initializers
 from jaxrnn._carry import LSTMState, check_lstm_state, zeros_hidden
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass
+from jaxrnn._precision import like, working
 
 _SPATIAL = "HWD"  # names of up to three spatial axes, for lax's dimension numbers
 
@@ -184,8 +185,8 @@ def conv_lstm_step(params: ConvLSTMParams, carry: LSTMState, x: jax.Array, *, re
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
     c = f * carry.c + i * g
-    h = o * jnp.tanh(c)
-    return LSTMState(h=h, c=c), h
+    state = like(LSTMState(h=o * jnp.tanh(c), c=c), carry)
+    return state, state.h
 
 
 def _conv(x, w):
@@ -193,10 +194,11 @@ def _conv(x, w):
     spatial = w.ndim - 2
     batch, rest = x.shape[: x.ndim - spatial - 1], x.shape[x.ndim - spatial - 1 :]
     axes = _SPATIAL[:spatial]
-    lhs = x.reshape((math.prod(batch), *rest))
+    lhs = x.reshape((math.prod(batch), *rest)).astype(w.dtype)
     out = lax.conv_general_dilated(
         lhs,
         w,
+        preferred_element_type=working(w.dtype),
         window_strides=(1,) * spatial,
         padding="SAME",
         dimension_numbers=(f"N{axes}C", f"{axes}IO", f"N{axes}C"),

@@ -13,6 +13,7 @@ from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._layer_norm import LayerNormParams
 from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass, static
+from jaxrnn._precision import like, matmul
 from jaxrnn.rules import fused
 
 
@@ -170,7 +171,7 @@ def _project(params: GRUParams, x: jax.Array):
     For ``x`` with any leading axes, e.g. a chunk of steps ``(k, *batch, d)``: the
     normalisation is per row, so a chunk projected at once gives each step's values.
     """
-    gx, ln_x = _ln.normalize(params.ln_x, x @ params.w_x, 3)
+    gx, ln_x = _ln.normalize(params.ln_x, matmul(x, params.w_x), 3)
     return gx + bias(params.b_x, x), ln_x
 
 
@@ -181,17 +182,17 @@ def _recurrent(params: GRUParams, carry: jax.Array, projected, recurrent_mask=No
     ln_rz, ln_n = _norms(params)
     h_in = _checks.apply_recurrent_mask(carry, recurrent_mask)
     if params.reset_after:
-        gh, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, 3)
+        gh, ln_h = _ln.normalize(params.ln_h, matmul(h_in, params.w_h), 3)
         gh = gh + bias(params.b_h, gx)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n]), 2, axis=-1)
         gh_n = gh[..., 2 * n :]
         candidate = jnp.tanh(gx[..., 2 * n :] + r * gh_n)
         activations = (r, z, candidate, gh_n)
     else:
-        gh, ln_h = _ln.normalize(ln_rz, h_in @ params.w_h[:, : 2 * n], 2)
+        gh, ln_h = _ln.normalize(ln_rz, matmul(h_in, params.w_h[:, : 2 * n]), 2)
         gh = gh + bias(params.b_h[: 2 * n], gx)
         r, z = jnp.split(jax.nn.sigmoid(gx[..., : 2 * n] + gh), 2, axis=-1)
-        gh_n, ln_hn = _ln.normalize(ln_n, (r * h_in) @ params.w_h[:, 2 * n :], 1)
+        gh_n, ln_hn = _ln.normalize(ln_n, matmul(r * h_in, params.w_h[:, 2 * n :]), 1)
         candidate = jnp.tanh(gx[..., 2 * n :] + gh_n + bias(params.b_h[2 * n :], gx))
         activations = (r, z, candidate)
         if params.layer_norm:  # as the residuals of one normalisation of all three blocks
@@ -201,7 +202,7 @@ def _recurrent(params: GRUParams, carry: jax.Array, projected, recurrent_mask=No
             )
     if params.layer_norm:
         activations += ((ln_x, ln_h),)
-    h = z * carry + (1 - z) * candidate
+    h = like(z * carry + (1 - z) * candidate, carry)
     return h, activations
 
 
@@ -242,15 +243,15 @@ def _backward(params, residuals, h, dh, dy, options):
         gh_n = residuals[3]
         dr = dn * gh_n * fused.sigmoid_grad(r)
         d_gh = _ln.normalize_grad(params.ln_h, ln_h, jnp.concatenate([dr, dz, dn * r], -1), 3)
-        d_h_in = d_gh @ params.w_h.T
+        d_h_in = matmul(d_gh, params.w_h.T)
     else:
         ln_rz, ln_n = _norms(params)
         res_rz, res_n = _split_residuals(ln_h, n)
         d_gh_n = _ln.normalize_grad(ln_n, res_n, dn, 1)
-        d_rh = d_gh_n @ params.w_h[:, 2 * n :].T
+        d_rh = matmul(d_gh_n, params.w_h[:, 2 * n :].T)
         dr = d_rh * h_in * fused.sigmoid_grad(r)
         d_gh = _ln.normalize_grad(ln_rz, res_rz, jnp.concatenate([dr, dz], axis=-1), 2)
-        d_h_in = d_rh * r + d_gh @ params.w_h[:, : 2 * n].T
+        d_h_in = d_rh * r + matmul(d_gh, params.w_h[:, : 2 * n].T)
         d_gh = d_gh if ln_h is None else jnp.concatenate([d_gh, d_gh_n], axis=-1)
     d_h, d_options = fused.masked_input(h, d_h_in, options)
     dg = jnp.concatenate([dr, dz, dn], axis=-1)

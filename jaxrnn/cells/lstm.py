@@ -15,6 +15,7 @@ from jaxrnn._carry import LSTMState, check_lstm_state
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._layer_norm import LayerNormParams
 from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass, static
+from jaxrnn._precision import like, matmul
 from jaxrnn.rules import fused
 
 
@@ -255,14 +256,14 @@ def _project(params: LSTMParams, x: jax.Array):
     For ``x`` with any leading axes, e.g. a chunk of steps ``(k, *batch, d)``: the
     normalisation is per row, so a chunk projected at once gives each step's values.
     """
-    return _ln.normalize(params.ln_x, x @ params.w_x, params.gates)
+    return _ln.normalize(params.ln_x, matmul(x, params.w_x), params.gates)
 
 
 def _recurrent(params: LSTMParams, carry: LSTMState, projected, recurrent_mask=None):
     """:func:`lstm_cell` from the step's ``_project(params, x)``: the rest of the step."""
     ax, ln_x = projected
     h_in = _checks.apply_recurrent_mask(carry.h, recurrent_mask)
-    ah, ln_h = _ln.normalize(params.ln_h, h_in @ params.w_h, params.gates)
+    ah, ln_h = _ln.normalize(params.ln_h, matmul(h_in, params.w_h), params.gates)
     gates = ax + ah + bias(params.b, ax)
     blocks = jnp.split(gates, params.gates, axis=-1)
     a_i, a_f, a_g, a_o = [None, *blocks] if params.coupled else blocks
@@ -283,11 +284,12 @@ def _recurrent(params: LSTMParams, carry: LSTMState, projected, recurrent_mask=N
     tanh_c = jnp.tanh(c_out)
     h = o * tanh_c
     if params.proj_size:
-        h = h @ params.w_r
+        h = matmul(h, params.w_r)
     activations = (i, f, g, o, tanh_c)
     extra = {"c": c} if params.peephole or params.cell_clip is not None else {}
     extra |= {"ln": (ln_x, ln_h, ln_c)} if params.layer_norm else {}
-    return LSTMState(h=h, c=c), h, activations + ((extra,) if extra else ())
+    state = like(LSTMState(h=h, c=c), carry)
+    return state, state.h, activations + ((extra,) if extra else ())
 
 
 def _peepholes(params, x):
@@ -320,7 +322,7 @@ def _backward(params, residuals, carry_in, d_carry, dy, options):
     ln_x, ln_h, ln_c = extra.get("ln", (None, None, None))
     peep = _peepholes(params, dy)
     dh = d_carry.h + dy
-    dm = dh @ params.w_r.T if params.proj_size else dh  # the output before projection
+    dm = matmul(dh, params.w_r.T) if params.proj_size else dh  # the output before projection
     d_out = dm * o * fused.tanh_grad(tanh_c)  # of LN(C_t), or of C_t
     da_o = dm * tanh_c * fused.sigmoid_grad(o)
     d_out_c = _ln.normalize_grad(params.ln_c, ln_c, d_out, 1)
@@ -342,7 +344,7 @@ def _backward(params, residuals, carry_in, d_carry, dy, options):
         if not params.coupled:
             d_c = d_c + da_i * peep["i"]
     da_h = _ln.normalize_grad(params.ln_h, ln_h, da, params.gates)
-    d_h, d_options = fused.masked_input(carry_in.h, da_h @ params.w_h.T, options)
+    d_h, d_options = fused.masked_input(carry_in.h, matmul(da_h, params.w_h.T), options)
     if not (params.proj_size or params.layer_norm):
         return LSTMState(h=d_h, c=d_c), da, d_options
     # What the weight gradients need beyond the gates' cotangent `da`.

@@ -11,6 +11,7 @@ from jaxrnn import _checks, _initializers
 from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass, static
+from jaxrnn._precision import like, matmul
 from jaxrnn.rules import fused
 
 
@@ -129,8 +130,8 @@ def mgu_cell(params: MGUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     )
     n = params.hidden_size
     h_in = _checks.apply_recurrent_mask(carry, recurrent_mask)
-    gx = x @ params.w_x + bias(params.b_x, x)
-    gh = h_in @ params.w_h
+    gx = matmul(x, params.w_x) + bias(params.b_x, x)
+    gh = matmul(h_in, params.w_h)
     f = jax.nn.sigmoid(gx[..., :n] + gh[..., :n])
     if params.reset_gate:
         gh_n = gh[..., n:] + bias(params.b_h, x)
@@ -139,7 +140,7 @@ def mgu_cell(params: MGUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     else:
         candidate = jnp.tanh(gx[..., n:] + gh[..., n:])
         activations = (f, candidate)
-    h = (1 - f) * candidate + f * carry
+    h = like((1 - f) * candidate + f * carry, carry)
     return h, activations
 
 
@@ -163,7 +164,7 @@ def _backward(params, residuals, h, dh, dy, options):
     else:
         dgh_n = dn
     df = df * fused.sigmoid_grad(f)
-    d_h_in = jnp.concatenate([df, dgh_n], axis=-1) @ params.w_h.T
+    d_h_in = matmul(jnp.concatenate([df, dgh_n], axis=-1), params.w_h.T)
     d_h, d_options = fused.masked_input(h, d_h_in, options)
     return dh * f + d_h, jnp.concatenate([df, dn], axis=-1), d_options
 

@@ -11,6 +11,7 @@ from jaxrnn import _checks, _initializers
 from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._params import SIZES, RecurrentWeights, bias, pytree_dataclass, static
+from jaxrnn._precision import like, matmul
 from jaxrnn.rules import fused
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -102,13 +103,14 @@ def rnn_cell(params: RNNParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype
     )
-    return _recurrent(params, carry, x @ params.w_x, recurrent_mask)
+    return _recurrent(params, carry, matmul(x, params.w_x), recurrent_mask)
 
 
 def _recurrent(params: RNNParams, carry: jax.Array, ax: jax.Array, recurrent_mask=None):
     """:func:`rnn_cell` from the step's input projection ``ax = X_t W_xh``: the rest of it."""
     h_in = _checks.apply_recurrent_mask(carry, recurrent_mask)
-    h = _ACTIVATIONS[params.activation](ax + h_in @ params.w_h + bias(params.b, ax))
+    h = _ACTIVATIONS[params.activation](ax + matmul(h_in, params.w_h) + bias(params.b, ax))
+    h = like(h, carry)
     return h, h, h
 
 
@@ -120,7 +122,7 @@ def _forward(params, h, x, options):
 
 
 def _project_inputs(params, xs, options):
-    return xs @ params.w_x
+    return matmul(xs, params.w_x)
 
 
 def _forward_projected(params, h, ax, options):
@@ -133,7 +135,7 @@ def _backward(params, h_new, h_in, dh, dy, options):
         dg = dh * fused.tanh_grad(h_new)
     else:  # relu; the derivative at 0 is 0, as jax.nn.relu's
         dg = jnp.where(h_new > 0, dh, jnp.zeros_like(dh))
-    d_h, d_options = fused.masked_input(h_in, dg @ params.w_h.T, options)
+    d_h, d_options = fused.masked_input(h_in, matmul(dg, params.w_h.T), options)
     return d_h, dg, d_options
 
 

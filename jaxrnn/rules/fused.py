@@ -61,6 +61,7 @@ from jax import lax
 from jaxrnn import _sharding
 from jaxrnn._chunks import scan_in_chunks
 from jaxrnn._masking import masked_body, select, where
+from jaxrnn._precision import like, matmul
 from jaxrnn.rules.base import ScanRule
 
 
@@ -155,7 +156,7 @@ def sum_rows(a):
 
 def input_grads(w_x, xs, dgs):
     """Gradients of ``xs @ w_x + b`` given ``dgs``, as one matmul each: (dw_x, db, dxs)."""
-    return contract(xs, dgs), sum_rows(dgs), dgs @ w_x.T
+    return contract(xs, dgs), sum_rows(dgs), matmul(dgs, w_x.T)
 
 
 def masked_inputs(hs, options):
@@ -266,7 +267,8 @@ def _scan_bwd(rule, reverse, unroll, saved, cotangents):
             d_carry = select(keep, d_carry, _zeros(d_carry))
             dy = where(keep, dy, jnp.zeros_like(dy))
         d_carry, dg, d_opts = rule.backward(params, res, carry_in, d_carry, dy, options)
-        d_options = _add(d_options, d_opts)
+        d_carry = like(d_carry, carry_in)  # a step computes in float32 or wider
+        d_options = _add(d_options, like(d_opts, d_options))
         if keep is not None:
             d_carry = _add(d_carry, d_skip)
         if reset is not None:
@@ -282,6 +284,7 @@ def _scan_bwd(rule, reverse, unroll, saved, cotangents):
         unroll=unroll,
     )
     d_params, dxs = rule.param_grads(params, xs, carries_in, residuals, dgs, options)
+    d_params, dxs = like(d_params, params), dxs.astype(xs.dtype)  # bfloat16 params, say
     return d_params, d_carry, d_carry0, dxs, None, None, d_options
 
 

@@ -28,6 +28,7 @@ from jaxrnn._cell import get_cell as get_cell
 from jaxrnn._cell import register_cell as register_cell
 from jaxrnn._diagnostics import hidden_grad_norms as hidden_grad_norms
 from jaxrnn._layer_norm import LayerNormParams as LayerNormParams
+from jaxrnn._precision import with_precision as with_precision
 from jaxrnn._scan import scan as scan
 from jaxrnn._stack import stack_init as stack_init
 from jaxrnn._stack import stack_scan as stack_scan

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxrnn import _checks
+from jaxrnn import _checks, _precision
 from jaxrnn._cell import Cell
 from jaxrnn._stack import check_recurrent_mask, stack_scan
 
@@ -16,6 +16,35 @@ def check_layer_options(cell: Cell, dropout, recurrent_dropout, zoneout=0.0) -> 
     _checks.rate(zoneout, "zoneout")
     if recurrent_dropout > 0:
         check_recurrent_mask(cell.accepted_step_options, f"the {cell.name!r} cell's step")
+
+
+def precision(cell: Cell, dtype, param_dtype) -> tuple:
+    """A module's ``dtype`` (the compute dtype, ``None`` for the params') and
+    ``param_dtype`` (that of the params it initialises), with Flax's meaning:
+    returns ``(dtype, init_options)``, checked when the module is built."""
+    dtype, _ = _precision.policy(dtype, None)
+    param_dtype = _checks.float_dtype(param_dtype, "param_dtype")
+    if "dtype" in cell.options:
+        return dtype, {"dtype": param_dtype}
+    if param_dtype != jnp.float32:
+        raise TypeError(
+            f"param_dtype: the {cell.name!r} cell's init takes no dtype, so its params keep "
+            f"their own; got {param_dtype.name}"
+        )
+    return dtype, {}
+
+
+def cell_step(cell: Cell, dtype):
+    """The step a cell module calls: the cell's, under the compute ``dtype`` if any."""
+    return cell.step if dtype is None else _precision.with_precision(cell.step, dtype)
+
+
+def cell_carry(cell: Cell, params, batch_shape, dtype):
+    """A cell module's zero carry, in the policy's carry dtype under a compute ``dtype``."""
+    carry = cell.initial_carry(params, batch_shape)
+    if dtype is None:
+        return carry
+    return _precision.cast_floating(carry, _precision.policy(dtype, None)[1])
 
 
 def check_inputs(cell: Cell, layers, inputs) -> None:

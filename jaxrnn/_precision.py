@@ -61,3 +61,34 @@ def policy(dtype, carry_dtype):
     elif dtype is not None:
         carry_dtype = working(dtype)
     return dtype, carry_dtype
+
+
+def with_precision(step, dtype, carry_dtype=None):
+    """``step`` under a mixed-precision policy, for calling one step at a time.
+
+    :func:`jaxrnn.scan` and :func:`jaxrnn.stack_scan` take the policy as their
+    ``dtype`` and ``carry_dtype`` keywords; this is the same policy for a single
+    step (streaming, sampling): the returned ``step(params, carry, x)`` casts
+    the params' floating leaves and ``x`` to ``dtype``, the carry to
+    ``carry_dtype`` (float32 by default for a narrower ``dtype``), and returns the
+    new carry in ``carry_dtype`` and ``y`` in ``dtype``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.lstm_init(jax.random.key(0), 3, 5)  # float32 params
+        >>> step = jaxrnn.with_precision(jaxrnn.lstm_step, jnp.bfloat16)
+        >>> carry, y = step(p, jaxrnn.initial_carry(p, (2,)), jnp.ones((2, 3)))
+        >>> carry.c.dtype, y.dtype
+        (dtype('float32'), dtype(bfloat16))
+    """
+    dtype, carry_dtype = policy(dtype, carry_dtype)
+    if dtype is None:
+        raise TypeError("dtype: expected a floating-point dtype (the compute dtype), got None")
+
+    def mixed(params, carry, x, **options):
+        params, x = cast_floating(params, dtype), _checks.as_floating(x, "x").astype(dtype)
+        carry, y = step(params, cast_floating(carry, carry_dtype), x, **options)
+        return carry, cast_floating(y, dtype)
+
+    mixed.__name__ = f"with_precision({getattr(step, '__name__', 'step')})"
+    return mixed

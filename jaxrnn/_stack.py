@@ -7,7 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _sharding
+from jaxrnn import _checks, _precision, _sharding
 from jaxrnn._carry import initial_carry
 from jaxrnn._cell import Cell, bind, get_cell, registered_cell
 from jaxrnn._masking import valid_steps
@@ -91,6 +91,8 @@ def stack_scan(
     unroll: int | bool = 1,
     remat: bool = False,
     gradient: str = "auto",
+    dtype=None,
+    carry_dtype=None,
 ):
     """Runs a stack of cells over time: each layer is a :func:`jaxrnn.scan` per direction.
 
@@ -140,6 +142,9 @@ def stack_scan(
             and makes zoneout its expectation.
         unroll, remat, gradient: passed to :func:`jaxrnn.scan` for every layer
             and direction.
+        dtype, carry_dtype: the mixed-precision policy of :func:`jaxrnn.scan`,
+            for every layer: each layer reads and returns ``dtype`` arrays, its
+            carry is ``carry_dtype`` (float32 by default with a narrower ``dtype``).
 
     Returns:
         ``(carry, ys)``: the final state of every layer and direction, nested like
@@ -168,6 +173,10 @@ def stack_scan(
         name = getattr(bound.step, "__name__", type(bound.step).__name__)
         check_recurrent_mask(bound.step_options, f"the step {name!r}")
     keys = jax.random.split(key, (num_layers, directions + 1)) if training else None
+    dtype, carry_dtype = _precision.policy(dtype, carry_dtype)
+    if dtype is not None:  # once here, for the zoned steps, which close over params
+        layers = _precision.cast_floating(layers, dtype)
+        xs = _precision.cast_floating(_checks.as_floating(xs, "xs"), dtype)
     resets_by_direction = _direction_resets(resets, lengths, xs) if resets is not None else None
 
     finals = []
@@ -178,6 +187,8 @@ def stack_scan(
         for j, params in enumerate(layer):
             batch = xs.shape[1:-1]
             c = bound.cell.initial_carry(params, batch) if carry is None else carry[k][j]
+            if carry_dtype is not None:  # before a recurrent mask is made like it
+                c = _precision.cast_floating(c, carry_dtype)
             c = _sharding.with_batch(c, xs, len(batch))
             cell = bound
             if training and recurrent_dropout > 0:
@@ -192,6 +203,8 @@ def stack_scan(
                 unroll=unroll,
                 remat=remat,
                 gradient=gradient,
+                dtype=dtype,
+                carry_dtype=carry_dtype,
             )
             hidden = bound.cell.hidden_state
             if zoneout > 0 and training:

@@ -1,5 +1,6 @@
 """NNX and Linen modules against the functional core they wrap."""
 
+import functools
 import subprocess
 import sys
 
@@ -158,3 +159,80 @@ def test_flax_loads_lazily():
         "assert 'flax' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dtype_and_param_dtype_have_flax_meaning():
+    """``dtype`` is the compute dtype, ``param_dtype`` the params' own; the modules run
+    :func:`jaxrnn.stack_scan` under the same policy, so their outputs are its outputs."""
+    bf16 = jnp.bfloat16
+    x = jax.random.normal(jax.random.key(1), (2, 9, 3))  # (B, T, d)
+    model = jaxrnn.nnx.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=bf16, rngs=nnx.Rngs(0))
+    layers = model.to_layers()
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(layers))
+    _, want = jaxrnn.stack_scan("lstm", layers, jnp.moveaxis(x, 1, 0), dtype=bf16)
+    ys = model(x)
+    assert ys.dtype == bf16
+    np.testing.assert_array_equal(
+        np.asarray(ys, np.float32), np.moveaxis(np.asarray(want, np.float32), 0, 1)
+    )
+
+    linen = jaxrnn.linen.GRU(4, dtype=bf16)
+    variables = linen.init(jax.random.key(0), x)
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables))
+    _, want = jaxrnn.stack_scan(
+        "gru", linen.to_layers(variables), jnp.moveaxis(x, 1, 0), dtype=bf16
+    )
+    np.testing.assert_array_equal(
+        np.asarray(linen.apply(variables, x), np.float32),
+        np.moveaxis(np.asarray(want, np.float32), 0, 1),
+    )
+
+    # param_dtype: the params as stored; with no dtype the computation is theirs.
+    narrow = jaxrnn.nnx.GRU(3, 4, param_dtype=bf16, rngs=nnx.Rngs(0))
+    assert all(a.dtype == bf16 for a in jax.tree.leaves(narrow.to_layers()))
+    assert narrow(x.astype(bf16)).dtype == bf16
+    variables = jaxrnn.linen.LSTM(4, param_dtype=bf16).init(jax.random.key(0), x.astype(bf16))
+    assert all(a.dtype == bf16 for a in jax.tree.leaves(variables))
+
+    # One step at a time: the same policy, a float32 carry.
+    cell = jaxrnn.nnx.LSTMCell(3, 4, dtype=bf16, rngs=nnx.Rngs(0))
+    carry, y = cell(cell.initial_carry((2,)), x[:, 0])
+    assert (carry.c.dtype, y.dtype) == (jnp.float32, bf16)
+    linen_cell = jaxrnn.linen.GRUCell(4, dtype=bf16)
+    carry = linen_cell.initial_carry((2,))
+    carry, y = linen_cell.apply(linen_cell.init(jax.random.key(0), carry, x[:, 0]), carry, x[:, 0])
+    assert (carry.dtype, y.dtype) == (jnp.float32, bf16)
+
+    with pytest.raises(TypeError, match="param_dtype: expected a real floating-point dtype"):
+        jaxrnn.nnx.GRU(3, 4, param_dtype=jnp.int32, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="dtype: expected a real floating-point dtype"):
+        jaxrnn.nnx.GRU(3, 4, dtype="int8", rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"cell_options: .*compute dtype.*param_dtype"):
+        jaxrnn.linen.Recurrent(4, cell="gru", cell_options={"dtype": bf16}).init(
+            jax.random.key(0), x
+        )
+
+
+def test_stack_scan_under_a_policy_with_dropout_and_zoneout():
+    bf16 = jnp.bfloat16
+    layers = jaxrnn.stack_init(jax.random.key(0), "lstm", 3, 4, num_layers=2, bidirectional=True)
+    xs = jax.random.normal(jax.random.key(1), (7, 2, 3))
+
+    def loss(layers, xs, **options):
+        carry, ys = jaxrnn.stack_scan("lstm", layers, xs, dtype=bf16, **options)
+        return jnp.sum(ys.astype(jnp.float32) ** 2), (carry, ys)
+
+    for options in (
+        {"dropout": 0.2, "recurrent_dropout": 0.2, "key": jax.random.key(2)},
+        {"zoneout": 0.3, "key": jax.random.key(3)},
+        {"zoneout": 0.3},
+    ):
+        run = jax.jit(jax.grad(functools.partial(loss, **options), has_aux=True))
+        grads, (carry, ys) = run(layers, xs)
+        assert ys.dtype == bf16, options
+        assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((carry, grads))), options
+        assert all(np.isfinite(a).all() for a in jax.tree.leaves(grads)), options
+    # Without options it equals the float32 stack within bfloat16's rounding.
+    _, ys = jaxrnn.stack_scan("lstm", layers, xs, dtype=bf16)
+    _, want = jaxrnn.stack_scan("lstm", layers, xs)
+    np.testing.assert_allclose(np.asarray(ys, np.float32), want, atol=0.03)

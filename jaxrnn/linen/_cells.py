@@ -10,14 +10,24 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.core import FrozenDict
 
+from jaxrnn._batch_major import cell_carry, cell_step, precision
 from jaxrnn._cell import get_cell
 
 
 def cell_options(module) -> dict:
     """The init options of a Linen module: its ``cell_options``, then its option fields."""
     cell = get_cell(module.cell)
-    fields = {name: getattr(module, name) for name in cell.options if hasattr(module, name)}
-    return cell.with_options(dict(module.cell_options) | fields, type(module).__name__)
+    _, init_options = precision(cell, module.dtype, module.param_dtype)
+    names = [name for name in cell.options if name != "dtype" and hasattr(module, name)]
+    fields = {name: getattr(module, name) for name in names}
+    if "dtype" in module.cell_options:
+        raise TypeError(
+            f"cell_options: {type(module).__name__}'s dtype is its compute dtype (Flax's "
+            "meaning); give the params' dtype as param_dtype"
+        )
+    return (
+        cell.with_options(dict(module.cell_options) | fields, type(module).__name__) | init_options
+    )
 
 
 def with_option_fields(base, name: str, cell_name: str, doc: str):
@@ -25,7 +35,8 @@ def with_option_fields(base, name: str, cell_name: str, doc: str):
 
     The defaults are read from the cell's ``init``, so they are written once.
     """
-    options = get_cell(cell_name).options
+    # ``dtype`` is the module's compute dtype (Flax's meaning); the init's is ``param_dtype``.
+    options = {k: v for k, v in get_cell(cell_name).options.items() if k != "dtype"}
     namespace = {
         "__annotations__": {"cell": Any} | {option: Any for option in options},
         "cell": cell_name,
@@ -44,6 +55,9 @@ class RecurrentCell(nn.Module):
         hidden_features: ``h``.
         cell: a registered name (``"lstm"``) or a :class:`jaxrnn.Cell`.
         cell_options: options for the cell's ``init``.
+        dtype: the compute dtype, Flax's meaning (see :func:`jaxrnn.with_precision`);
+            ``None``: the params' own.
+        param_dtype: the dtype of the params it initialises.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -59,6 +73,8 @@ class RecurrentCell(nn.Module):
     hidden_features: int
     cell: Any = "lstm"
     cell_options: Mapping[str, Any] = FrozenDict()
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     def _init(self, key, in_features):
         return get_cell(self.cell).init(
@@ -68,12 +84,12 @@ class RecurrentCell(nn.Module):
     @nn.compact
     def __call__(self, carry, x):
         params = self.param("cell", self._init, jnp.shape(x)[-1])
-        return get_cell(self.cell).step(params, carry, x)
+        return cell_step(get_cell(self.cell), self.dtype)(params, carry, x)
 
     def initial_carry(self, batch_shape=()):
         """Zero carry with leading ``batch_shape`` axes (needs no parameters)."""
         shapes = jax.eval_shape(lambda key: self._init(key, 1), jax.random.key(0))
-        return get_cell(self.cell).initial_carry(shapes, batch_shape)
+        return cell_carry(get_cell(self.cell), shapes, batch_shape, self.dtype)
 
     @staticmethod
     def to_params(variables):

@@ -32,6 +32,9 @@ class Recurrent(nn.Module):
         deterministic: disables dropout and makes zoneout its expectation (the
             call's argument overrides it).
         unroll, remat: passed to :func:`jaxrnn.scan` for every layer.
+        dtype: the compute dtype of :func:`jaxrnn.stack_scan`, Flax's meaning
+            (``None``: the params'; bfloat16 keeps the carry in float32).
+        param_dtype: the dtype of the params it initialises.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -55,6 +58,8 @@ class Recurrent(nn.Module):
     deterministic: bool | None = None
     unroll: int | bool = 1
     remat: bool = False
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
@@ -130,6 +135,7 @@ class Recurrent(nn.Module):
             key=key,
             unroll=self.unroll,
             remat=self.remat,
+            dtype=self.dtype,
         )
 
     @staticmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 from flax import nnx
 
+from jaxrnn._batch_major import cell_carry, cell_step, precision
 from jaxrnn._cell import cell_of, get_cell
 from jaxrnn.nnx._variables import unwrap, wrap
 
@@ -11,10 +13,12 @@ from jaxrnn.nnx._variables import unwrap, wrap
 class RecurrentCell(nnx.Module):
     """One step of any :class:`jaxrnn.Cell`, holding its params as ``nnx.Param``.
 
-    ``RecurrentCell(cell, in_features, hidden_features, *, params=None, rngs=None,
-    **cell_options)``: ``cell`` is a registered name (``"lstm"``) or a
-    :class:`jaxrnn.Cell`; ``cell_options`` go to its ``init``. The call is the
-    cell's step on the held params.
+    ``RecurrentCell(cell, in_features, hidden_features, *, dtype=None,
+    param_dtype=float32, params=None, rngs=None, **cell_options)``: ``cell`` is a
+    registered name (``"lstm"``) or a :class:`jaxrnn.Cell`; ``cell_options`` go to
+    its ``init``. The call is the cell's step on the held params. ``dtype`` and
+    ``param_dtype`` have Flax's meaning: the compute dtype (see
+    :func:`jaxrnn.with_precision`; ``None``: the params') and the params' own.
 
     Example:
         >>> import jax.numpy as jnp
@@ -26,12 +30,25 @@ class RecurrentCell(nnx.Module):
         (2, 5)
     """
 
-    def __init__(self, cell, in_features, hidden_features, *, params=None, rngs=None, **options):
+    def __init__(
+        self,
+        cell,
+        in_features,
+        hidden_features,
+        *,
+        dtype=None,
+        param_dtype=jnp.float32,
+        params=None,
+        rngs=None,
+        **options,
+    ):
         self.cell = get_cell(cell)
+        self.dtype, init_options = precision(self.cell, dtype, param_dtype)
         options = self.cell.with_options(options, type(self).__name__)
         if params is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")
+            options = options | init_options
             params = self.cell.init(rngs.params(), in_features, hidden_features, **options)
         self.params = wrap(params)
 
@@ -45,20 +62,18 @@ class RecurrentCell(nnx.Module):
         return unwrap(self.params)
 
     def initial_carry(self, batch_shape=()):
-        """Zero carry with leading ``batch_shape`` axes."""
-        return self.cell.initial_carry(self.to_params(), batch_shape)
+        """Zero carry with leading ``batch_shape`` axes (float32 under a narrower ``dtype``)."""
+        return cell_carry(self.cell, self.to_params(), batch_shape, self.dtype)
 
     def __call__(self, carry, x):
-        return self.cell.step(self.to_params(), carry, x)
+        return cell_step(self.cell, self.dtype)(self.to_params(), carry, x)
 
 
 class _NamedCell(RecurrentCell):
     cell_name: str
 
-    def __init__(self, in_features, hidden_features, *, params=None, rngs=None, **options):
-        super().__init__(
-            self.cell_name, in_features, hidden_features, params=params, rngs=rngs, **options
-        )
+    def __init__(self, in_features, hidden_features, **options):
+        super().__init__(self.cell_name, in_features, hidden_features, **options)
 
     @classmethod
     def from_params(cls, params):

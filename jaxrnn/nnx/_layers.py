@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 from flax import nnx
 
 from jaxrnn import _checks
-from jaxrnn._batch_major import check_layer_options, run_layers, training_rates
+from jaxrnn._batch_major import check_layer_options, precision, run_layers, training_rates
 from jaxrnn._cell import cell_of, get_cell
 from jaxrnn._stack import stack_init, stack_initial_carry
 from jaxrnn.nnx._variables import unwrap, wrap
@@ -16,10 +17,12 @@ class Recurrent(nnx.Module):
 
     ``Recurrent(cell, in_features, hidden_features, *, num_layers=1,
     bidirectional=False, dropout=0.0, recurrent_dropout=0.0, zoneout=0.0,
-    time_major=False, unroll=1, remat=False, layers=None, rngs=None,
-    **cell_options)``: ``cell`` is
+    time_major=False, unroll=1, remat=False, dtype=None, param_dtype=float32,
+    layers=None, rngs=None, **cell_options)``: ``cell`` is
     a registered name (``"lstm"``) or a :class:`jaxrnn.Cell`, and
-    ``cell_options`` go to its ``init``.
+    ``cell_options`` go to its ``init``. ``dtype`` and ``param_dtype`` have
+    Flax's meaning: the compute dtype of :func:`jaxrnn.stack_scan` (``None``: the
+    params'; bfloat16 keeps the carry in float32) and the params' own dtype.
 
     A thin holder of the functional ``layers``: the call is :func:`jaxrnn.stack_scan`
     on batch-major inputs, with ``unroll`` and ``remat`` passed to every layer.
@@ -54,13 +57,16 @@ class Recurrent(nnx.Module):
         time_major=False,
         unroll=1,
         remat=False,
+        dtype=None,
+        param_dtype=jnp.float32,
         layers=None,
         rngs=None,
         **cell_options,
     ):
         self.cell = get_cell(cell)
         check_layer_options(self.cell, dropout, recurrent_dropout, zoneout)
-        cell_options = self.cell.with_options(cell_options, type(self).__name__)
+        self.dtype, init_options = precision(self.cell, dtype, param_dtype)
+        cell_options = self.cell.with_options(cell_options, type(self).__name__) | init_options
         if layers is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")
@@ -157,6 +163,7 @@ class Recurrent(nnx.Module):
             key=key,
             unroll=self.unroll,
             remat=self.remat,
+            dtype=self.dtype,
         )
 
 
@@ -182,7 +189,8 @@ _DOC = """{title} layer: ``Recurrent({kind!r}, ...)``.
 
     ``{cls}(in_features, hidden_features, *, num_layers=1, bidirectional=False,
     dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, time_major=False, unroll=1,
-    remat=False, layers=None, rngs=None, **cell_options)``, with the cell options of
+    remat=False, dtype=None, param_dtype=float32, layers=None, rngs=None,
+    **cell_options)``, with the cell options of
     :func:`jaxrnn.{kind}_init`; the cell computes :func:`jaxrnn.{kind}_step`.
     See :class:`Recurrent`.
 

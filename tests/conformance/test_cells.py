@@ -275,29 +275,64 @@ def test_dtypes(case):
     assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(params))
     shape = (2, *c.spatial)
     xs = normal(1, (6, *shape, D), jnp.bfloat16)
-    carry0 = jaxrnn.initial_carry(params, shape)
-
-    @fast_jit
-    def run(params, xs):
-        def loss(params, xs):
-            carry, ys = jaxrnn.scan(c.step, params, xs)
-            return jnp.sum(ys.astype(jnp.float32) ** 2), (carry, ys)
-
-        return jax.grad(loss, (0, 1), has_aux=True)(params, xs)
-
-    grads, (carry, ys) = run(params, xs)
+    grads, (carry, ys) = _mixed_run(c, params, xs)
     assert ys.dtype == jnp.bfloat16
     assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves((carry, grads)))
     assert all(np.isfinite(np.asarray(a, np.float32)).all() for a in jax.tree.leaves(grads))
-    want = numpy_carry(carry0)
-    for t, x in enumerate(np.asarray(xs, np.float32)):
-        want, y = c.reference(params, want, x)
-        np.testing.assert_allclose(np.asarray(ys[t], np.float32), y, atol=0.08, rtol=0.05)
+    _near_numpy(c, params, xs, ys)
     with pytest.raises(TypeError, match="xs: expected a floating-point array, got dtype int32"):
         jaxrnn.scan(c.step, params, jnp.ones((3, *shape, D), jnp.int32))
     wide = make(case, D, H)
     with pytest.raises(TypeError, match=r"x: expected dtype float32 .* got float16"):
         jaxrnn.scan(c.step, wide, jnp.ones((3, *shape, D), jnp.float16))
+
+
+@pytest.mark.parametrize("case", ids)
+def test_mixed_precision(case):
+    """``dtype=bfloat16`` on float32 params (as RecurrentGemma tests its layers): bfloat16
+    outputs, a float32 carry, float32 gradients that are finite, values near the float64
+    NumPy ones, through the cell's own scan rule; float16 the same forward."""
+    c = CASES[case]
+    params = make(case, D, H)
+    xs = normal(1, (6, 2, *c.spatial, D))
+    gradient = "rule" if c.has_rule else "auto"  # the rule honours the policy
+    grads, (carry, ys) = _mixed_run(c, params, xs, dtype=jnp.bfloat16, gradient=gradient)
+    assert ys.dtype == jnp.bfloat16
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((carry, grads)))
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(grads))
+    _near_numpy(c, jax.tree.map(lambda a: a.astype(jnp.bfloat16), params), xs, ys)
+    carry, ys = jax.jit(lambda p, x: jaxrnn.scan(c.step, p, x, dtype=jnp.float16))(params, xs)
+    assert ys.dtype == jnp.float16
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(carry))
+    _near_numpy(c, jax.tree.map(lambda a: a.astype(jnp.float16), params), xs, ys, atol=0.01)
+
+
+def _mixed_run(c, params, xs, **policy):
+    """Gradients and ``(carry, ys)`` of a scan of ``c`` under ``policy``."""
+
+    @fast_jit
+    def run(params, xs):
+        def loss(params, xs):
+            carry, ys = jaxrnn.scan(c.step, params, xs, **policy)
+            return jnp.sum(ys.astype(jnp.float32) ** 2), (carry, ys)
+
+        return jax.grad(loss, (0, 1), has_aux=True)(params, xs)
+
+    return run(params, xs)
+
+
+def _near_numpy(c, params, xs, ys, atol=0.08):
+    """``ys`` near the NumPy loop in float64 from ``params`` and ``xs`` as rounded."""
+    shape = xs.shape[1:-1]
+    want = numpy_carry(jaxrnn.initial_carry(params, shape))
+    xs = np.asarray(xs.astype(params_dtype(params)), np.float32)
+    for t, x in enumerate(xs):
+        want, y = c.reference(params, want, x)
+        np.testing.assert_allclose(np.asarray(ys[t], np.float32), y, atol=atol, rtol=0.05)
+
+
+def params_dtype(params):
+    return jax.tree.leaves(params)[0].dtype
 
 
 # Stacks and modules -----------------------------------------------------------------------

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Annotated
+from typing import Annotated, Literal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -96,11 +97,19 @@ class RegisteredCells:
         names = split_names(value)
         if not names:
             raise train.ConfigError(f"{key}: expected at least one cell name, got {value!r}")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise train.ConfigError(f"{key}: expected each cell once, got {repeated[0]!r} twice")
         for name in names:
             try:
-                jaxrnn.get_cell(name)
+                cell = jaxrnn.get_cell(name)
             except ValueError as error:
                 raise train.ConfigError(f"{key}: {str(error).partition(': ')[2]}") from None
+            if cell.feature_axes is not None:  # a ConvLSTM: inputs (*spatial, channels)
+                raise train.ConfigError(
+                    f"{key}: expected cells that read feature vectors, got {name!r}, whose "
+                    "inputs have spatial axes; these examples feed vectors"
+                )
 
 
 def split_names(value: str) -> tuple[str, ...]:
@@ -122,6 +131,11 @@ def configured_cell(config, input_size: int):
     """
     cell = jaxrnn.get_cell(config.cell)
     options = dict(config.cell_options)
+    if "dtype" in options:
+        raise train.ConfigError(
+            "cell_options: dtype is not an option here: the params stay float32, and "
+            "precision: bfloat16 computes the recurrent layers in bfloat16"
+        )
     try:
         cell.with_options(options, "cell_options")
         jax.eval_shape(
@@ -129,8 +143,19 @@ def configured_cell(config, input_size: int):
             jax.random.key(0),
         )
     except (TypeError, ValueError) as error:
-        raise train.ConfigError(f"cell_options: {error}") from None
+        message = str(error).removeprefix("cell_options: ")
+        raise train.ConfigError(f"cell_options: {message}") from None
     return cell, options
+
+
+#: The compute dtype of the recurrent layers: ``float32``, or ``bfloat16`` (mixed
+#: precision: float32 params, optimizer state and carry; bfloat16 matmul operands).
+Precision = Literal["float32", "bfloat16"]
+
+
+def compute_dtype(config):
+    """The ``dtype`` of :func:`jaxrnn.stack_scan` for the config's ``precision``."""
+    return None if config.precision == "float32" else jnp.dtype(config.precision)
 
 
 def output_size(step, layers, input_size: int) -> int:
@@ -198,9 +223,15 @@ def check_length(text: str, min_chars: int, what: str) -> None:
 def write_json(path, data) -> None:
     """Writes ``data`` as JSON to a temporary file, then renames it over ``path`` (in process 0
     of several only)."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text(path, text: str) -> None:
+    """Writes ``text`` to a temporary file, then renames it over ``path`` (in process 0 of
+    several only), so a kill leaves the old file or the new one, never half of one."""
     if not is_writer():
         return
     path = pathlib.Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)

@@ -65,6 +65,7 @@ class Config:
     seed: common.Seed
     cells: common.CellName = "rnn,lstm,gru"  # comma-separated registered cells
     devices: common.Devices = None  # each batch split over them; None: all local devices
+    precision: common.Precision = "float32"  # or bfloat16: the cell's compute dtype
 
     def __post_init__(self):
         common.data_parallel(self)  # a device count this machine lacks, an uneven batch
@@ -111,8 +112,8 @@ def readout(params, h):
     return h @ params["w_out"] + params["b_out"]
 
 
-def loss_fn(cell: str, params, xs, targets):
-    _, ys = jaxrnn.scan(jaxrnn.get_cell(cell).step, params["cell"], xs)
+def loss_fn(cell: str, params, xs, targets, dtype=None):
+    _, ys = jaxrnn.scan(jaxrnn.get_cell(cell).step, params["cell"], xs, dtype=dtype)
     return jnp.mean((readout(params, ys[-1]) - targets) ** 2)
 
 
@@ -129,6 +130,7 @@ def train_cell(cell: str, config: Config, workdir, *, callbacks=()) -> train.Run
     """Trains one cell in ``workdir`` (resuming if it holds a checkpoint)."""
     init_key, data_key, test_key = _keys(config.seed)
     dp = common.data_parallel(config)
+    dtype = common.compute_dtype(config)
     params = init_model(init_key, cell, config.hidden_size)
     optimizer = make_optimizer(config)
     test_xs, test_targets = make_batch(test_key, config.eval_size, config.seq_len)
@@ -144,14 +146,16 @@ def train_cell(cell: str, config: Config, workdir, *, callbacks=()) -> train.Run
             jax.random.fold_in(data_key, step), config.batch_size, config.seq_len
         )
         xs, targets = dp.shard(xs, axis=1), dp.shard(targets, axis=0)
-        loss, grads = jax.value_and_grad(loss_fn, argnums=1)(cell, state["params"], xs, targets)
+        loss, grads = jax.value_and_grad(loss_fn, argnums=1)(
+            cell, state["params"], xs, targets, dtype
+        )
         norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         state = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}
         clipped = jnp.minimum(norm, config.clip_norm)  # what clip_by_global_norm passes on
         return state, {"loss": loss, "grad_norm": norm, "clipped_norm": clipped}
 
-    test_loss = jax.jit(functools.partial(loss_fn, cell))
+    test_loss = jax.jit(functools.partial(loss_fn, cell, dtype=dtype))
 
     def evaluate(state):
         return {"mse": test_loss(common.on_host(state["params"]), test_xs, test_targets)}

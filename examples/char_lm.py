@@ -32,6 +32,7 @@ import functools
 import hashlib
 import math
 import pathlib
+import re
 import sys
 from typing import Annotated
 
@@ -80,9 +81,15 @@ class Config:
     output_dropout: common.Dropout = 0.0
     lr_decay: Annotated[float, train.Range(ge=0, le=1)] = 1.0
     devices: common.Devices = None
+    precision: common.Precision = "float32"
 
     def __post_init__(self):
         common.data_parallel(self)  # a device count this machine lacks, an uneven batch
+        if self.dropout > 0 and self.num_layers == 1:
+            raise train.ConfigError(
+                f"dropout: acts between layers, so it needs num_layers > 1, got dropout="
+                f"{self.dropout} with num_layers=1 (output_dropout acts on the top layer)"
+            )
 
 
 #: Keys that may change when a run resumes, besides the schedule's: the text is
@@ -242,8 +249,9 @@ def chunk_loss(config: Config, params, carry, ids, targets, key=None):
     if key is not None and config.output_dropout > 0:
         layers_key, output_key = jax.random.split(key)
     carry, ys = jaxrnn.stack_scan(
-        step, params["layers"], xs, carry=carry, dropout=config.dropout, key=layers_key
-    )
+        step, params["layers"], xs, carry=carry, dropout=config.dropout, key=layers_key,
+        dtype=common.compute_dtype(config),
+    )  # fmt: skip
     if output_key is not None:  # on the top layer's outputs, before the readout
         ys = dropout(output_key, ys, config.output_dropout)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits_of(params, ys), targets)
@@ -411,7 +419,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         )
         return jnp.mean(losses)
 
-    def evaluate(state):
+    def evaluate(state, step):
         params = common.on_host(state["params"])
         bpc = float(val_loss(params)) / math.log(2)
         text = sample_text(
@@ -424,8 +432,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
             seed=config.seed,
         )
         if common.is_writer():
-            with open(workdir / "samples.txt", "a") as f:
-                f.write(f"--- bpc {bpc:.3f}\n{text}\n")
+            write_sample(workdir / "samples.txt", step, bpc, text)
         print(
             f"  val {bpc:.3f} bits/char (unigram baseline {baseline:.3f}); sample:\n"
             + _indent(text)
@@ -471,6 +478,16 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     print(f"more text: python examples/char_lm.py sample --workdir {workdir} --prompt 'The '")
     summary = {"val_bpc": val_bpc, "unigram_bpc": baseline, "prompt": prompt, "sample": sample}
     return dataclasses.replace(result, summary=summary)
+
+
+def write_sample(path: pathlib.Path, step: int, bpc: float, text: str) -> None:
+    """Adds the sample of the evaluation at ``step`` to ``samples.txt``, replacing the
+    entries of that step and later ones: a run resumed from an earlier checkpoint
+    evaluates them again, and each step keeps one entry. Written atomically."""
+    header = re.compile(r"^--- step (\d+), ", re.MULTILINE)
+    old = path.read_text() if path.exists() else ""
+    cut = next((m.start() for m in header.finditer(old) if int(m.group(1)) >= step), len(old))
+    common.write_text(path, old[:cut] + f"--- step {step}, bpc {bpc:.3f}\n{text}\n")
 
 
 def _indent(text: str) -> str:

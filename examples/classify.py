@@ -58,6 +58,7 @@ class Config:
     checkpoint_every: common.Count
     seed: common.Seed
     devices: common.Devices = None  # each batch split over them; None: all local devices
+    precision: common.Precision = "float32"  # or bfloat16: the GRU's compute dtype
 
     def __post_init__(self):
         common.data_parallel(self)  # a device count this machine lacks, an uneven batch
@@ -116,10 +117,12 @@ def init_params(key, config: Config, input_size: int):
     }
 
 
-def logits_of(params, xs, *, dropout=0.0, key=None):
+def logits_of(params, xs, *, dropout=0.0, key=None, dtype=None):
     """``xs (T, B, d) -> (B, 10)``: final forward state (after the last row) and final
     backward state (after reading back to the first row), concatenated."""
-    carry, _ = jaxrnn.stack_scan(jaxrnn.gru_step, params["layers"], xs, dropout=dropout, key=key)
+    carry, _ = jaxrnn.stack_scan(
+        jaxrnn.gru_step, params["layers"], xs, dropout=dropout, key=key, dtype=dtype
+    )
     forward, backward = carry[-1]
     features = jnp.concatenate([forward, backward], axis=-1)
     logits = features @ params["w_out"]
@@ -131,6 +134,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     and loss (empty if interrupted)."""
     workdir = pathlib.Path(workdir)
     dp = common.data_parallel(config)
+    dtype = common.compute_dtype(config)
     data = load_digits(config)
     train_xs, train_labels = dp.replicate(data["train"])  # small: every device has it all
     n_train = train_labels.shape[0]
@@ -145,7 +149,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(config.lr))
 
     def loss_fn(params, xs, labels, key=None):
-        logits = logits_of(params, xs, dropout=config.dropout, key=key)
+        logits = logits_of(params, xs, dropout=config.dropout, key=key, dtype=dtype)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
         return jnp.mean(loss), jnp.mean(jnp.argmax(logits, -1) == labels)
 
@@ -200,7 +204,7 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     test_xs, test_labels = data["test"]
     final = common.on_host(result.state["params"])
     test_loss, test_accuracy = (float(v) for v in scores(final, test_xs, test_labels))
-    predicted = np.asarray(jnp.argmax(logits_of(final, jnp.asarray(test_xs)), -1))
+    predicted = np.asarray(jnp.argmax(logits_of(final, jnp.asarray(test_xs), dtype=dtype), -1))
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), int)
     np.add.at(confusion, (test_labels, predicted), 1)
     if common.is_writer():

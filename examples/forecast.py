@@ -69,6 +69,7 @@ class Config:
     checkpoint_every: common.Count
     seed: common.Seed
     devices: common.Devices = None  # each batch split over them; None: all local devices
+    precision: common.Precision = "float32"  # or bfloat16: the cell's compute dtype
 
     def __post_init__(self):
         common.data_parallel(self)  # a device count this machine lacks, an uneven batch
@@ -146,7 +147,8 @@ def init_params(key, config: Config):
 
 def predict(config: Config, params, xs):
     """``xs (context, B, 1)`` standardised -> next standardised value ``(B,)``."""
-    _, ys = jaxrnn.scan(jaxrnn.get_cell(config.cell).step, params["cell"], xs)
+    dtype = common.compute_dtype(config)
+    _, ys = jaxrnn.scan(jaxrnn.get_cell(config.cell).step, params["cell"], xs, dtype=dtype)
     return ys[-1] @ params["w_out"] + params["b_out"]
 
 

@@ -2,8 +2,10 @@
 
 import dataclasses
 import functools
+import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -232,8 +234,18 @@ def test_char_lm_bad_input_is_a_clear_error_and_loses_nothing(tmp_path, capsys):
     assert "train a model" in capsys.readouterr().err
 
 
+def test_samples_keep_one_entry_per_step(tmp_path):
+    path = tmp_path / "samples.txt"
+    for step, bpc in ((5, 3.0), (10, 2.5), (15, 2.0), (10, 2.5), (15, 2.0)):  # resumed at 5
+        char_lm.write_sample(path, step, bpc, f"text at {step}")
+    entries = path.read_text().split("--- ")[1:]
+    assert [e.split(",")[0] for e in entries] == ["step 5", "step 10", "step 15"]
+    assert entries[1] == "step 10, bpc 2.500\ntext at 10\n"
+
+
 @pytest.mark.slow
-def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_saves_and_the_same_command_resumes_bit_exact(tmp_path, signum):
     workdir = tmp_path / "run"
     command = [
         sys.executable,
@@ -243,8 +255,9 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path):
         *TINY_LM,
         "steps=100000",
         "log_every=1",
-        "eval_every=100000",
+        "eval_every=3",
         "checkpoint_every=100000",
+        "sample_length=5",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -254,18 +267,35 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path):
         assert proc.poll() is None, proc.communicate()[0].decode()
         assert time.monotonic() < deadline, "no progress"
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     output = proc.communicate(timeout=240)[0].decode()
-    assert proc.returncode == 130, output
-    assert "Interrupted: saved a checkpoint at step" in output and "Traceback" not in output
+    assert proc.returncode == 128 + signum, output  # 130 for Ctrl-C, 143 for SIGTERM
+    name = signal.Signals(signum).name
+    assert f"Interrupted ({name}): saved a checkpoint at step" in output
+    assert "Traceback" not in output
     (saved,) = os.listdir(workdir / "checkpoints")
     assert int(saved) >= 2
 
-    command[command.index("steps=100000")] = f"steps={int(saved) + 2}"
+    steps = f"steps={int(saved) + 4}"
+    command[command.index("steps=100000")] = steps
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Resuming from the checkpoint at step {saved}" in done.stdout
     assert "bits/char" in done.stdout
+    # Bit-exact: every step's loss and every evaluation as in a run never stopped.
+    straight = tmp_path / "straight"
+    command[command.index(str(workdir))] = str(straight)
+    subprocess.run(command, capture_output=True, text=True, env=env, timeout=240, check=True)
+
+    def records(run):
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        drop = ("items_per_s", "devices", "time")
+        return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in lines]
+
+    assert records(workdir) == records(straight)
+    steps = re.findall(r"^--- step (\d+)", (workdir / "samples.txt").read_text(), re.MULTILINE)
+    assert len(steps) == len(set(steps)) >= 2, steps  # no entry twice after the resume
+    assert (workdir / "samples.txt").read_text() == (straight / "samples.txt").read_text()
 
 
 @pytest.mark.slow

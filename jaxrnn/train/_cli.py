@@ -9,6 +9,7 @@ import importlib
 import os
 import pathlib
 import re
+import signal
 import sys
 
 from jaxrnn.train._config import ConfigError, load_config
@@ -78,8 +79,8 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
         description: help text.
 
     Returns:
-        0 when the run finished, 130 when Ctrl-C stopped it (after it saved, or
-        at once on a second Ctrl-C), and 2 for a bad config, bad data, a bad
+        0 when the run finished, 130 when Ctrl-C stopped it and 143 when SIGTERM
+        did (after it saved, or at once on a second signal), and 2 for a bad config, bad data, a bad
         checkpoint, an unusable work directory or a failed start of several
         processes (see :func:`user_errors`).
     """
@@ -95,9 +96,9 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
         try:
             with hold_workdir(workdir):
                 result = train_and_evaluate(run_config, workdir)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as error:
             print(f"{name}: aborted; the newest checkpoint is intact", file=sys.stderr)
-            return 130
+            return 128 + getattr(error, "signum", signal.SIGINT)
         except OSError as error:  # a full disk while writing a summary or a figure, say
             converted = disk_error(error, workdir, "the checkpoints written so far are intact")
             if converted is None:
@@ -107,7 +108,9 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
         raise TypeError(
             f"train_and_evaluate: expected it to return a jaxrnn.train.RunResult, got {result!r}"
         )
-    return 130 if result.interrupted else 0
+    if not result.interrupted:
+        return 0
+    return 128 + signal.Signals[result.stopped_by or "SIGINT"]
 
 
 def _parse_run(schema, argv=None, *, config, workdir, description=None):

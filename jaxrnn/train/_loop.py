@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import pathlib
 import signal
@@ -39,7 +40,10 @@ class RunResult:
     Attributes:
         state: the training state after the last completed step.
         step: the number of completed steps.
-        interrupted: whether the run stopped early on Ctrl-C (its state is saved).
+        interrupted: whether the run stopped early on Ctrl-C or SIGTERM (its state
+            is saved).
+        stopped_by: the signal that stopped it, ``"SIGINT"`` or ``"SIGTERM"``
+            (``None`` when it was not interrupted).
         workdir: the run's work directory.
         resumed_from: the checkpoint step the run started from, or ``None``.
         evaluation: ``eval_fn``'s results at the last step (empty if it was
@@ -54,6 +58,7 @@ class RunResult:
     resumed_from: int | None = None
     evaluation: Mapping[str, float] = dataclasses.field(default_factory=dict)
     summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    stopped_by: str | None = None
 
 
 def fit(
@@ -101,10 +106,11 @@ def fit(
     disk) resumes from its newest checkpoint with the records after it dropped
     and written again.
 
-    Ctrl-C (SIGINT) lets the current step finish, records it, saves a checkpoint
-    and returns with ``interrupted=True``; a second Ctrl-C aborts at once
-    (Orbax commits a checkpoint only when it is complete, so the newest one
-    is intact).
+    Ctrl-C (SIGINT), and SIGTERM (how cloud machines and schedulers stop a
+    job), let the current step finish, record it, save a checkpoint and return
+    with ``interrupted=True`` (and ``stopped_by`` naming the signal); a second
+    one aborts at once (Orbax commits a checkpoint only when it is complete, so
+    the newest one is intact). Either way the same command resumes bit-exact.
 
     Args:
         workdir: the run's directory (created if needed).
@@ -114,7 +120,9 @@ def fit(
             jitted, where ``step`` counts from 0 and ``metrics`` is a dict of
             scalars (it should contain ``"loss"``).
         schedule: when to record, evaluate and save, and for how many steps.
-        eval_fn: ``eval_fn(state) -> dict`` of floats, e.g. a validation loss;
+        eval_fn: ``eval_fn(state) -> dict`` of floats, e.g. a validation loss
+            (or ``eval_fn(state, step)``, if it takes two arguments: to key what it
+            writes by step, so a resumed run can replace what it redoes);
             run every ``schedule.eval_every`` steps and at the end.
         config: the run's config dataclass, checked (types and
             :class:`~jaxrnn.train.Range` s) before anything is written, saved
@@ -209,6 +217,7 @@ class _Run:
         self.schedule = schedule
         self.report = report
         self.eval_fn = eval_fn
+        self.eval_takes_step = _takes_two(eval_fn)
         self.console = report.console or Console()
         self.primary = is_primary()  # the process that writes the run's files
         self.metrics = MetricsLog(workdir / "metrics.jsonl")
@@ -243,11 +252,14 @@ class _Run:
             self._evaluate(state, step)  # e.g. a run cut short earlier, now asked for no more
         self._plot()
         evaluation = self.evaluation if self.evaluated_at == step and not interrupted else {}
-        return RunResult(state, step, interrupted, self.workdir, resumed_from, evaluation)
+        return RunResult(
+            state, step, bool(interrupted), self.workdir, resumed_from, evaluation,
+            stopped_by=interrupted or None,
+        )  # fmt: skip
 
     def _loop(self, state, step, train_step, callbacks):
         total = self.schedule.steps
-        with progress(self.console, self.report.title, total, step) as bar, _sigint() as stop:
+        with progress(self.console, self.report.title, total, step) as bar, _signals() as stop:
             self.interval.reset()
             in_flight = None  # the previous step's metrics, until it has finished
             try:
@@ -269,16 +281,16 @@ class _Run:
                     bar.advance(step)
             except KeyboardInterrupt:
                 if stop.requested:
-                    raise  # a second Ctrl-C: abort now; the newest checkpoint is intact
-                stop.requested = True
-            interrupted = step < total
+                    raise  # a second signal: abort now; the newest checkpoint is intact
+                stop.requested = "SIGINT"  # Ctrl-C where no handler could be installed
+            interrupted = stop.requested if step < total else None
             if interrupted:
                 # Complete the step's records, then save: a checkpoint implies its records.
                 self._record(state, step, bar, flush=True)
                 self._save(state, step)
                 self.console.print(
-                    f"Interrupted: saved a checkpoint at step {step} in {self.workdir}. "
-                    "Run the same command again to resume."
+                    f"Interrupted ({interrupted}): saved a checkpoint at step {step} in "
+                    f"{self.workdir}. Run the same command again to resume."
                 )
         return state, step, interrupted
 
@@ -299,7 +311,8 @@ class _Run:
             self._evaluate(state, step)
 
     def _evaluate(self, state, step):
-        values = {k: float(v) for k, v in self.eval_fn(state).items()}
+        found = self.eval_fn(state, step) if self.eval_takes_step else self.eval_fn(state)
+        values = {k: float(v) for k, v in found.items()}
         if self.primary:
             self.metrics.write(step, "eval", **values)
         shown = "  ".join(f"{k} {format_value(v)}" for k, v in values.items())
@@ -387,12 +400,25 @@ def _check_same_meta(saved, current, workdir):
 
 
 class _Stop:
-    requested = False
+    requested: str | None = None  # the name of the signal that asked the run to stop
+
+
+class Aborted(KeyboardInterrupt):
+    """A second stop signal: the run aborts at once (its newest checkpoint is intact)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+#: The signals that stop a run cleanly: Ctrl-C, and how machines are shut down.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _sigint():
-    """The first Ctrl-C only sets ``requested``; a second one raises KeyboardInterrupt."""
+def _signals():
+    """The first SIGINT or SIGTERM only sets ``requested``; a second one raises
+    :class:`Aborted`."""
     stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop  # signal handlers live in the main thread; Ctrl-C raises there instead
@@ -400,11 +426,25 @@ def _sigint():
 
     def handler(signum, frame):
         if stop.requested:
-            raise KeyboardInterrupt
-        stop.requested = True
+            raise Aborted(signum)
+        stop.requested = signal.Signals(signum).name
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _takes_two(fn) -> bool:
+    """Whether ``fn`` can be called with two positional arguments (state, step)."""
+    if fn is None:
+        return False
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read: call it as documented first
+        return False
+    return True

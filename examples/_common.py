@@ -137,7 +137,7 @@ def configured_cell(config, input_size: int):
             "precision: bfloat16 computes the recurrent layers in bfloat16"
         )
     try:
-        cell.with_options(options, "cell_options")
+        cell.with_options(options, "cell_options", ("dtype",))
         jax.eval_shape(
             lambda key: cell.init(key, input_size, config.hidden_size, **options),
             jax.random.key(0),

@@ -85,6 +85,7 @@ class Config:
 
     def __post_init__(self):
         common.data_parallel(self)  # a device count this machine lacks, an uneven batch
+        common.configured_cell(self, self.embed_size)  # a bad option, before a run starts
         if self.dropout > 0 and self.num_layers == 1:
             raise train.ConfigError(
                 f"dropout: acts between layers, so it needs num_layers > 1, got dropout="
@@ -354,7 +355,6 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         interrupted).
     """
     workdir = pathlib.Path(workdir)
-    common.configured_cell(config, config.embed_size)  # a bad cell or option, before any work
     dp = common.data_parallel(config)
     corpus = load_corpus(config)
     # Each device holds its own streams of text (B, L), and their hidden state.

@@ -78,6 +78,12 @@ def run_layers(cell: Cell, layers, inputs, *, time_major, lengths, resets, retur
     layout = f"(T, *batch, {spatial}d)" if time_major else f"(*batch, T, {spatial}d)"
     if inputs.ndim < 1 + features:
         raise ValueError(f"inputs: expected shape {layout}, got {inputs.shape}")
+    if features > 1 and inputs.ndim < 2 + features:
+        # (B, T, L, C) with a 2-D kernel would otherwise read as (T, H, W, C).
+        raise ValueError(
+            f"inputs: expected shape {layout} with at least one batch axis (the cell's inputs "
+            f"have {features - 1} spatial axes), got {inputs.shape}"
+        )
     check_inputs(cell, layers, inputs)
     time = 0 if time_major else inputs.ndim - 1 - features
     xs = jnp.moveaxis(inputs, time, 0)

@@ -80,9 +80,11 @@ class Cell:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Cell.name: expected a non-empty str, got {self.name!r}")
-        for field in ("init", "step", "initial_carry"):
-            if not callable(getattr(self, field)):
-                raise TypeError(f"Cell.{field}: expected a function, got {getattr(self, field)!r}")
+        for field, call in _CALLS.items():
+            fn = getattr(self, field)
+            if not callable(fn):
+                raise TypeError(f"Cell.{field}: expected a function, got {fn!r}")
+            _check_signature(f"Cell.{field}", fn, call)
         for field in ("input_size", "output_size", "feature_axes"):
             value = getattr(self, field)
             if value is not None and not callable(value):
@@ -94,6 +96,8 @@ class Cell:
                 "Cell.scan_rule: expected None or a jaxrnn.rules.ScanRule (FusedGradient, "
                 f"LinearRecurrence or a subclass of your own), got {self.scan_rule!r}"
             )
+        if self.scan_rule is not None:
+            _check_signature("Cell.scan_rule", self.scan_rule, _RULE_CALL)
         if self.step_options is not None and not (
             isinstance(self.step_options, tuple)
             and all(isinstance(n, str) for n in self.step_options)
@@ -116,12 +120,19 @@ class Cell:
             return self.step_options
         return tuple(_keyword_only(self.step, defaults=False))
 
-    def with_options(self, given: dict[str, Any], owner: str) -> dict[str, Any]:
-        """``given`` over the defaults of :attr:`options`; an unknown one is a ``TypeError``."""
-        defaults = self.options
+    def with_options(
+        self, given: dict[str, Any], owner: str, exclude: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """``given`` over the defaults of :attr:`options`; an unknown one is a ``TypeError``.
+
+        ``exclude`` names options the owner sets itself (a module's ``dtype`` is its
+        compute dtype; its ``param_dtype`` goes to ``init``): they are refused here."""
+        defaults = {k: v for k, v in self.options.items() if k not in exclude}
         unknown = sorted(set(given) - set(defaults))
         if unknown:
-            listed = f"its cell options are {', '.join(defaults)}" if defaults else "it has none"
+            listed = (
+                f"its cell options are {', '.join(defaults)}" if defaults else "it has no options"
+            )
             raise TypeError(f"{owner}: unexpected option {unknown[0]!r}; {listed}")
         return defaults | dict(given)
 
@@ -156,6 +167,35 @@ class Cell:
     def num_feature_axes(self, params) -> int:
         """:attr:`feature_axes` of ``params`` (1 where the cell does not say)."""
         return 1 if self.feature_axes is None else self.feature_axes(params)
+
+
+#: How jaxrnn calls each function of a :class:`Cell`: ``(description, args, kwargs)``.
+_CALLS = {
+    "init": ("init(key, input_size, hidden_size)", (None,) * 3, {}),
+    "step": ("step(params, carry, x)", (None,) * 3, {}),
+    "initial_carry": ("initial_carry(params, batch_shape)", (None,) * 2, {}),
+}
+_RULE_CALL = (
+    "rule(params, carry, carry0, xs, keep, reset, *, reverse, unroll, options, axis_name)",
+    (None,) * 6,
+    dict.fromkeys(("reverse", "unroll", "options", "axis_name")),
+)
+
+
+def _check_signature(name: str, fn, call) -> None:
+    """``fn`` must accept the call jaxrnn makes of it; the error names both."""
+    description, args, kwargs = call
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one: found out when called
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        raise TypeError(
+            f"{name}: expected a function called as {description}, got one with "
+            f"the signature {signature}"
+        ) from None
 
 
 def _keyword_only(fn, *, defaults: bool):
@@ -200,7 +240,7 @@ def register_cell(cell: Cell) -> Cell:
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"cell: expected a jaxrnn.Cell, got {type(cell).__name__}")
-    if cell.params_type in (dict, list, tuple):
+    if cell.params_type in (dict, list, tuple) or not _is_pytree_class(cell.params_type):
         raise TypeError(
             "cell.params_type: expected a class of the cell's own (a NamedTuple or a "
             f"dataclass registered as a pytree) to dispatch on, got {cell.params_type!r}"
@@ -222,14 +262,37 @@ def register_cell(cell: Cell) -> Cell:
     return cell
 
 
+def _is_pytree_class(cls: type) -> bool:
+    """Whether instances of ``cls`` are pytree nodes (a NamedTuple, a registered class)."""
+    if issubclass(cls, tuple):
+        return True
+    try:  # JAX has no public query; without this one, the first use finds out
+        from jax._src.tree_util import _registry
+    except ImportError:
+        return True
+    return cls in _registry
+
+
 def _same_definition(a: Cell, b: Cell) -> bool:
-    """Whether ``b`` is ``a``'s definition executed again: same names for the same parts."""
+    """Whether ``b`` is ``a``'s definition executed again: same names for the same parts.
+
+    Functions without a name of their own (lambdas) must also have the same code:
+    every lambda is called ``<lambda>``, so a name says nothing of which one it is.
+    """
 
     def names(cell):
-        parts = (cell.init, cell.step, cell.params_type)
-        return [(getattr(p, "__module__", None), getattr(p, "__qualname__", None)) for p in parts]
+        parts = (cell.init, cell.step, cell.initial_carry, cell.params_type)
+        return [_identity(p) for p in parts]
 
     return names(a) == names(b)
+
+
+def _identity(fn):
+    name = (getattr(fn, "__module__", None), getattr(fn, "__qualname__", None))
+    code = getattr(fn, "__code__", None)
+    if code is None or "<lambda>" not in (name[1] or ""):
+        return name
+    return (*name, code.co_code, code.co_consts, code.co_names)
 
 
 def get_cell(cell: str | Cell) -> Cell:

@@ -107,6 +107,12 @@ def as_floating(x, name: str):
     return x
 
 
+def params_type(params, cls: type, step: str) -> None:
+    """A built-in step's params must be its own cell's (not a dict, not another cell's)."""
+    if not isinstance(params, cls):
+        raise TypeError(f"params: {step} expects {cls.__name__}, got {type(params).__name__}")
+
+
 def check_features(x, size: int, name: str) -> None:
     if x.ndim < 1 or x.shape[-1] != size:
         raise ValueError(

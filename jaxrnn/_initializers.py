@@ -15,7 +15,14 @@ import jax
 import jax.numpy as jnp
 
 
-def check_sizes(input_size: int, hidden_size: int) -> None:
+def check_sizes(key, input_size: int, hidden_size: int) -> None:
+    """An init's arguments: a PRNG key and two positive sizes, else an error naming them."""
+    is_key = isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,))
+    )
+    if not is_key:
+        raise TypeError(f"key: expected a PRNG key such as jax.random.key(0), got {key!r}")
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")

@@ -83,7 +83,7 @@ class InputWeights:
     @classmethod
     def initialise(cls, key, input_size: int, hidden_size: int, dtype):
         """LeCun normal ``w_x`` (as the other cells' input weights) and a zero bias."""
-        _initializers.check_sizes(input_size, hidden_size)
+        _initializers.check_sizes(key, input_size, hidden_size)
         dtype = _checks.float_dtype(dtype)
         w_x = _initializers.input_weights(key, input_size, hidden_size, cls.gates, dtype)
         return cls(w_x=w_x, b=jnp.zeros((cls.gates * hidden_size,), dtype))

@@ -233,11 +233,10 @@ def scan_bound(
     carry0 = carry
     inputs = (xs, valid, resets)
     step = bound.step
+    # The step's own trace-time checks, with its messages (a rule would otherwise
+    # report problems in its own terms), and the shape of what it returns.
+    _check_step_output(step, params, carry, jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype))
     if rule is not None:
-        # The step's own trace-time checks, with its messages; the rule below
-        # would otherwise report problems in its own terms.
-        x = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
-        jax.eval_shape(functools.partial(step, params), carry, x)
 
         def loop(carry, inputs):
             x, keep, reset = inputs
@@ -253,10 +252,19 @@ def scan_bound(
             final, (ys, _) = lax.scan(body, carry, inputs, reverse=reverse, unroll=unroll)
             return final, ys
 
-    if remat and length > 1:
-        final, ys = _chunked_remat_scan(loop, carry, inputs, length, reverse)
-    else:
-        final, ys = loop(carry, inputs)
+    try:
+        if remat and length > 1:
+            final, ys = _chunked_remat_scan(loop, carry, inputs, length, reverse)
+        else:
+            final, ys = loop(carry, inputs)
+    except TypeError as error:
+        if "forward-mode autodiff" not in str(error):
+            raise
+        raise TypeError(
+            f"gradient: the {bound.cell.name!r} cell's scan rule ({type(rule).__name__}) "
+            "defines a reverse-mode gradient only; for jax.jvp, jax.jacfwd or jax.hessian "
+            'pass gradient="autodiff"'
+        ) from None
     return final, ys if dtype is None else _precision.cast_floating(ys, dtype)
 
 
@@ -307,6 +315,24 @@ def _time_shard(bound: Bound, rule, axis_name, gradient, remat, xs):
         )
     length = xs.shape[0]
     return index * length, devices * length
+
+
+def _check_step_output(step, params, carry, x) -> None:
+    """``step(params, carry, x)`` must return ``(carry, y)``, the carry as it came in."""
+    out = jax.eval_shape(functools.partial(step, params), carry, x)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        if isinstance(out, tuple):
+            got = f"a tuple of {len(out)}"
+        elif hasattr(out, "shape"):
+            got = f"one array of shape {tuple(out.shape)}"
+        else:
+            got = type(out).__name__
+        raise TypeError(f"step: expected it to return (carry, y), got {got}")
+    if jax.tree.structure(out[0]) != jax.tree.structure(carry):
+        raise TypeError(
+            "step: expected it to return a carry of the structure it was given, "
+            f"{jax.tree.structure(carry)}, got {jax.tree.structure(out[0])}"
+        )
 
 
 def _varying(x) -> frozenset:

@@ -136,3 +136,73 @@ def test_init_bad_arguments():
         jaxrnn.gru_init(jax.random.key(0), 3, 4, reset_after="yes")
     with pytest.raises(ValueError, match=r"batch_shape: expected non-negative sizes, got \(-1,\)"):
         jaxrnn.initial_carry(jaxrnn.gru_init(jax.random.key(0), 3, 4), (-1,))
+
+
+# Errors a careless user meets (the hostile pass of the "today's JAX" round) -------------
+
+
+def test_a_step_given_another_cells_params_names_both():
+    gru = jaxrnn.gru_init(jax.random.key(0), 3, 4)
+    lstm = jaxrnn.lstm_init(jax.random.key(0), 3, 4)
+    h, x = jnp.zeros((2, 4)), jnp.ones((2, 3))
+    for step, params, want in (
+        (jaxrnn.mgu_step, gru, "mgu_step expects MGUParams, got GRUParams"),
+        (jaxrnn.gru_step, lstm, "gru_step expects GRUParams, got LSTMParams"),
+        (jaxrnn.gru_step, {"w_x": gru.w_x}, "gru_step expects GRUParams, got dict"),
+        (jaxrnn.mingru_step, gru, "mingru_step expects MinGRUParams, got GRUParams"),
+    ):
+        with pytest.raises(TypeError, match=f"params: {want}"):
+            step(params, h, x)
+        with pytest.raises(TypeError, match=f"params: {want}"):
+            jaxrnn.scan(step, params, x[None])
+
+
+def test_a_user_step_must_return_carry_and_y():
+    xs, carry = jnp.ones((5, 2, 3)), jnp.zeros((2, 3))
+    for step, got in (
+        (lambda p, c, x: c, r"one array of shape \(2, 3\)"),
+        (lambda p, c, x: (c, x, x), "a tuple of 3"),
+    ):
+        with pytest.raises(
+            TypeError, match=rf"step: expected it to return \(carry, y\), got {got}"
+        ):
+            jaxrnn.scan(step, None, xs, carry=carry)
+    with pytest.raises(TypeError, match="step: expected it to return a carry of the structure"):
+        jaxrnn.scan(lambda p, c, x: ((c, c), x), None, xs, carry=carry)
+
+
+def test_forward_mode_through_a_rule_says_use_autodiff():
+    params = jaxrnn.gru_init(jax.random.key(0), 3, 4)
+    xs = jnp.ones((5, 2, 3))
+    run = lambda gradient: lambda xs: jaxrnn.scan("gru", params, xs, gradient=gradient)[1]
+    with pytest.raises(TypeError, match=r"gradient: the 'gru' cell's .*gradient=\"autodiff\""):
+        jax.jvp(run("auto"), (xs,), (xs,))
+    jax.jvp(run("autodiff"), (xs,), (xs,))  # as the message says
+
+
+def test_init_names_a_key_that_is_not_one():
+    for init in (jaxrnn.gru_init, jaxrnn.lstm_init, jaxrnn.mingru_init, jaxrnn.rnn_init):
+        with pytest.raises(TypeError, match=r"key: expected a PRNG key .* got 0"):
+            init(0, 3, 4)
+    jaxrnn.gru_init(jax.random.PRNGKey(0), 3, 4)  # a raw uint32 key still works
+
+
+def test_from_flax_refuses_params_of_another_size():
+    from flax import linen as nn
+
+    small = nn.LSTMCell(4)
+    carry = small.initialize_carry(jax.random.key(0), (2, 3))
+    params = small.init(jax.random.key(0), carry, jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"cell.features: the LSTMCell has features=7, but .* 4 "):
+        jaxrnn.interop.from_flax(nn.LSTMCell(7), params)
+
+
+def test_a_spatial_cells_module_needs_the_batch_axis():
+    from flax import nnx
+
+    model = jaxrnn.nnx.Recurrent("conv_lstm", 3, 4, kernel_size=(3, 3), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"inputs: .*at least one batch axis .*2 spatial axes"):
+        model(jnp.ones((5, 8, 6, 3)))  # (B, T, L, C): would read as (T, H, W, C)
+    assert model(jnp.ones((1, 5, 8, 6, 3))).shape == (1, 5, 8, 6, 4)
+    with pytest.raises(TypeError, match="Recurrent: unexpected option 'bogus'; it has no options"):
+        jaxrnn.nnx.Recurrent("mingru", 3, 4, bogus=1, rngs=nnx.Rngs(0))

@@ -437,3 +437,43 @@ def test_ar_baseline_recovers_a_known_process():
     coef = forecast.fit_ar(values, 2, 2000)
     np.testing.assert_allclose(coef, [0.5, 0.6, -0.3], atol=0.03)
     assert forecast.choose_ar_order(values, 6, 2000, 300) >= 2
+
+
+@pytest.mark.parametrize(
+    "module, args, message",
+    [
+        (char_lm, ["cell_options={dtype: bfloat16}"], "cell_options: dtype is not an option here"),
+        (char_lm, ["cell_options={dtype: int32}"], "cell_options: dtype is not an option here"),
+        (char_lm, ["cell_options={bogus: 1}"], "cell_options: unexpected option 'bogus'; its"),
+        (char_lm, ["cell=mingru", "cell_options={x: 1}"], "cell_options: .* it has no options"),
+        (char_lm, ["cell=conv_lstm"], "cell: expected cells that read feature vectors"),
+        (char_lm, ["dropout=0.2", "num_layers=1"], "dropout: acts between layers"),
+        (char_lm, ["precision=float16"], "precision: expected one of"),
+        (char_lm, ["lr=1" + "0" * 400], "lr: expected a float, got an int too large"),
+        (adding, ["cells=lstm,lstm"], "cells: expected each cell once, got 'lstm' twice"),
+        (adding, ["cells=gru,conv_lstm"], "cells: expected cells that read feature vectors"),
+    ],
+)
+def test_bad_configs_are_refused_before_anything_is_written(
+    tmp_path, capsys, module, args, message
+):
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit:
+        module.main(["--workdir", str(workdir), *args])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("cell_options:") <= 1, err
+    assert not workdir.exists()
+
+
+def test_a_config_file_of_ones_own_is_merged_over_the_examples(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        char_lm.main(["--config", str(tmp_path), "--workdir", str(tmp_path / "run")])
+    assert "is a directory; expected a YAML or JSON file" in capsys.readouterr().err
+    partial = tmp_path / "mine.yaml"
+    partial.write_text("steps: 3\nhidden_size: 7\n")  # the other keys from configs/char_lm.yaml
+    from jaxrnn.train._cli import _parse_run
+
+    argv = ["--config", str(partial)]
+    config, _ = _parse_run(char_lm.Config, argv, config=char_lm.CONFIG, workdir=tmp_path)
+    assert (config.steps, config.hidden_size, config.seq_len) == (3, 7, 64)

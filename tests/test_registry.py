@@ -242,3 +242,47 @@ def test_readme_cell_trains_in_the_char_lm_from_the_command_line(tmp_path, monke
     with pytest.raises(SystemExit) as exit:
         char_lm.main(["--import", "no_such_module_here", "cell=lstm"])
     assert exit.value.code == 2
+
+
+def test_register_cell_refuses_what_would_fail_later():
+    from typing import NamedTuple
+
+    class Plain:  # not a pytree: jit and grad would see one opaque leaf
+        pass
+
+    class Params(NamedTuple):
+        w: jax.Array
+
+    zeros = lambda p, batch_shape=(): jnp.zeros((*batch_shape, 1))
+    init = lambda key, d, h: Params(jnp.zeros((d, h)))
+    step = lambda p, c, x: (c, c)
+    with pytest.raises(TypeError, match=r"cell.params_type: expected a class of the cell's own"):
+        jaxrnn.register_cell(jaxrnn.Cell("plain-params", init, step, Plain, zeros))
+    for field, bad, called in (
+        ("init", lambda key: None, r"init\(key, input_size, hidden_size\)"),
+        ("step", lambda p, x: x, r"step\(params, carry, x\)"),
+        ("initial_carry", lambda: 0, r"initial_carry\(params, batch_shape\)"),
+    ):
+        parts = {"init": init, "step": step, "initial_carry": zeros, field: bad}
+        with pytest.raises(
+            TypeError, match=rf"Cell.{field}: expected a function called as {called}"
+        ):
+            jaxrnn.Cell("bad-signature", params_type=Params, **parts)
+
+    class NoKeywords(jaxrnn.ScanRule):
+        def __call__(self, params, carry, carry0, xs):
+            return carry, xs
+
+    with pytest.raises(TypeError, match=r"Cell.scan_rule: expected a function called as rule\("):
+        jaxrnn.Cell("bad-rule", init, step, Params, zeros, NoKeywords())
+
+    # Every lambda is named <lambda>: a different one under a taken name is refused,
+    # the same one run again (a notebook cell) replaces it.
+    first = jaxrnn.register_cell(jaxrnn.Cell("lambda-cell", init, step, Params, zeros))
+    again = jaxrnn.register_cell(
+        jaxrnn.Cell("lambda-cell", lambda key, d, h: Params(jnp.zeros((d, h))), step, Params, zeros)
+    )
+    assert again is not first and jaxrnn.get_cell("lambda-cell") is again
+    other = jaxrnn.Cell("lambda-cell", init, lambda p, c, x: (c, 2 * c), Params, zeros)
+    with pytest.raises(ValueError, match=r"cell.name: 'lambda-cell' is already registered"):
+        jaxrnn.register_cell(other)

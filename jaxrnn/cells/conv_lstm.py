@@ -110,7 +110,7 @@ def conv_lstm_init(
         >>> p.w_x.shape, p.w_h.shape, p.b.shape, p.input_size, p.hidden_size
         ((3, 3, 3, 32), (3, 3, 8, 32), (32,), 3, 8)
     """
-    _initializers.check_sizes(in_channels, hidden_channels)
+    _initializers.check_sizes(key, in_channels, hidden_channels)
     kernel_size = check_kernel_size(kernel_size)
     dtype = _checks.float_dtype(dtype)
     _checks.finite_number(forget_bias, "forget_bias")
@@ -164,6 +164,7 @@ def conv_lstm_step(params: ConvLSTMParams, carry: LSTMState, x: jax.Array, *, re
         >>> ys.shape, carry.c.shape
         ((5, 2, 16, 16, 8), (2, 16, 16, 8))
     """
+    _checks.params_type(params, ConvLSTMParams, "conv_lstm_step")
     params.check()
     check_lstm_state(carry, "a ConvLSTM", "(*batch, *spatial, C_h)")
     x = _checks.as_floating(x, "x")

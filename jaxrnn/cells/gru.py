@@ -87,7 +87,7 @@ def gru_init(
         >>> p.w_x.shape, p.w_h.shape, p.b_x.shape, p.reset_after
         ((3, 15), (5, 15), (15,), True)
     """
-    _initializers.check_sizes(input_size, hidden_size)
+    _initializers.check_sizes(key, input_size, hidden_size)
     dtype = _checks.float_dtype(dtype)
     layer_norm = _checks.boolean(layer_norm, "layer_norm")
     kx, kh = jax.random.split(key)
@@ -158,6 +158,7 @@ def gru_cell(params: GRUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     :func:`jaxrnn.scan` keeps these activations for its backward pass (the last
     one only with ``reset_after=True``).
     """
+    _checks.params_type(params, GRUParams, "gru_step")
     params.check()
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype

@@ -148,7 +148,7 @@ def lstm_init(
         >>> q.w_x.shape, q.w_h.shape, q.w_r.shape, (q.hidden_size, q.output_size)
         ((3, 15), (2, 15), (5, 2), (5, 2))
     """
-    _initializers.check_sizes(input_size, hidden_size)
+    _initializers.check_sizes(key, input_size, hidden_size)
     dtype = _checks.float_dtype(dtype)
     _checks.finite_number(forget_bias, "forget_bias")
     _checks.non_negative_int(proj_size, "proj_size")
@@ -238,6 +238,7 @@ def lstm_cell(params: LSTMParams, carry: LSTMState, x: jax.Array, recurrent_mask
     keeps these activations. A variant adds ``extra``, a dict: the (clipped) cell ``"c"``
     for peepholes or a clip, the normalisations' residuals ``"ln"``.
     """
+    _checks.params_type(params, LSTMParams, "lstm_step")
     params.check()
     check_lstm_state(carry, "an LSTM", "(*batch, h)")
     x = _checks.check_step_args(

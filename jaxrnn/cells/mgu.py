@@ -69,7 +69,7 @@ def mgu_init(
         >>> p.w_x.shape, p.w_h.shape, p.b_x.shape, p.b_h.shape, p.reset_gate
         ((3, 10), (5, 10), (10,), (5,), True)
     """
-    _initializers.check_sizes(input_size, hidden_size)
+    _initializers.check_sizes(key, input_size, hidden_size)
     dtype = _checks.float_dtype(dtype)
     _checks.finite_number(forget_bias, "forget_bias")
     kx, kh = jax.random.split(key)
@@ -124,6 +124,7 @@ def mgu_cell(params: MGUParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
     The one place the MGU equations are written; the fused gradient keeps these
     activations for its backward pass (the last one only with ``reset_gate=True``).
     """
+    _checks.params_type(params, MGUParams, "mgu_step")
     params.check()
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrnn import _checks
 from jaxrnn._activations import positive
 from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
@@ -72,6 +73,7 @@ def mingru_step(params: MinGRUParams, carry: jax.Array, x: jax.Array):
         >>> y.shape
         (2, 5)
     """
+    _checks.params_type(params, MinGRUParams, "mingru_step")
     x = params.check_step(carry, x)
     return linear_step(mingru_cell, params, carry, x)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrnn import _checks
 from jaxrnn._activations import positive
 from jaxrnn._carry import zeros_hidden
 from jaxrnn._cell import Cell, register_cell
@@ -67,6 +68,7 @@ def minlstm_step(params: MinLSTMParams, carry: jax.Array, x: jax.Array):
         >>> y.shape
         (5,)
     """
+    _checks.params_type(params, MinLSTMParams, "minlstm_step")
     x = params.check_step(carry, x)
     return linear_step(minlstm_cell, params, carry, x)
 

@@ -56,7 +56,7 @@ def rnn_init(key, input_size: int, hidden_size: int, *, activation="tanh", dtype
         >>> p.w_x.shape, p.w_h.shape, p.b.shape
         ((3, 5), (5, 5), (5,))
     """
-    _initializers.check_sizes(input_size, hidden_size)
+    _initializers.check_sizes(key, input_size, hidden_size)
     dtype = _checks.float_dtype(dtype)
     kx, kh = jax.random.split(key)
     return RNNParams(
@@ -99,6 +99,7 @@ def rnn_cell(params: RNNParams, carry: jax.Array, x: jax.Array, recurrent_mask=N
 
     The one place the RNN equation is written; the fused gradient builds on it.
     """
+    _checks.params_type(params, RNNParams, "rnn_step")
     params.check()
     x = _checks.check_step_args(
         x, {"carry": carry}, params.input_size, params.hidden_size, params.w_h.dtype

@@ -174,6 +174,12 @@ def _check_dtype(cell, params):
 def _finish(cell, params):
     _check_dtype(cell, params)
     params.check()
+    features = getattr(cell, "features", None)  # a Linen cell's size, which its params must have
+    if isinstance(features, int) and features != params.hidden_size:
+        raise ValueError(
+            f"cell.features: the {type(cell).__name__} has features={features}, but the "
+            f"params given have {params.hidden_size} units; pass the cell they came from"
+        )
     return params
 
 

@@ -26,7 +26,8 @@ def cell_options(module) -> dict:
             "meaning); give the params' dtype as param_dtype"
         )
     return (
-        cell.with_options(dict(module.cell_options) | fields, type(module).__name__) | init_options
+        cell.with_options(dict(module.cell_options) | fields, type(module).__name__, ("dtype",))
+        | init_options
     )
 
 

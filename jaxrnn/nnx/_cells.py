@@ -44,7 +44,7 @@ class RecurrentCell(nnx.Module):
     ):
         self.cell = get_cell(cell)
         self.dtype, init_options = precision(self.cell, dtype, param_dtype)
-        options = self.cell.with_options(options, type(self).__name__)
+        options = self.cell.with_options(options, type(self).__name__, ("dtype",))
         if params is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")

@@ -66,7 +66,8 @@ class Recurrent(nnx.Module):
         self.cell = get_cell(cell)
         check_layer_options(self.cell, dropout, recurrent_dropout, zoneout)
         self.dtype, init_options = precision(self.cell, dtype, param_dtype)
-        cell_options = self.cell.with_options(cell_options, type(self).__name__) | init_options
+        cell_options = self.cell.with_options(cell_options, type(self).__name__, ("dtype",))
+        cell_options |= init_options
         if layers is None:
             if rngs is None:
                 raise ValueError("rngs: expected nnx.Rngs to initialise the parameters, got None")

@@ -160,7 +160,11 @@ def _parse_run(schema, argv=None, *, config, workdir, description=None):
     start_processes(args.coordinator, args.num_processes, args.process_id)
     for module in args.modules:
         _import(module)
-    return load_config(schema, args.config, args.overrides), pathlib.Path(args.workdir)
+    # A config file of one's own is read over the example's, so it may give only some keys.
+    own = config is not None and pathlib.Path(args.config) != pathlib.Path(config)
+    defaults = config if own and pathlib.Path(config).is_file() else None
+    run_config = load_config(schema, args.config, args.overrides, defaults=defaults)
+    return run_config, pathlib.Path(args.workdir)
 
 
 #: The command-line options of several processes, with the environment variables behind them.

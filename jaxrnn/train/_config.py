@@ -84,11 +84,13 @@ def _number(bound) -> str:
     return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else str(bound)
 
 
-def load_config(schema: type[C], source=None, overrides: Iterable[str] = ()) -> C:
+def load_config(schema: type[C], source=None, overrides: Iterable[str] = (), *, defaults=None) -> C:
     """Builds a ``schema`` instance from a config file (or mapping) and ``key=value`` overrides.
 
     ``schema`` is a dataclass whose annotated fields are the keys. Values come,
-    in increasing priority, from the field defaults, ``source`` (a YAML file, a
+    in increasing priority, from the field defaults, ``defaults`` (a file or a
+    mapping, such as an example's own config file, so that a ``source`` that
+    gives only some keys is merged over it), ``source`` (a YAML file, a
     JSON file for a ``.json`` suffix, or a mapping such as the config saved with
     a checkpoint), and the overrides. An override value is read as YAML, so
     ``steps=500`` is an int, ``lr=3e-3`` a float, ``cell=gru`` a string and
@@ -123,10 +125,11 @@ def load_config(schema: type[C], source=None, overrides: Iterable[str] = ()) -> 
     """
     _check_schema(schema)
     values: dict[str, Any] = {}
-    if isinstance(source, Mapping):
-        values.update(source)
-    elif source is not None:
-        values.update(_read_file(pathlib.Path(source), schema))
+    for layer in (defaults, source):
+        if isinstance(layer, Mapping):
+            values.update(layer)
+        elif layer is not None:
+            values.update(_read_file(pathlib.Path(layer), schema))
     for item in overrides:
         key, value = parse_override(item)
         _check_known(key, schema, "override")
@@ -228,6 +231,8 @@ def _check_known(key, schema, where):
 
 
 def _read_file(path: pathlib.Path, schema) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a directory; expected a YAML or JSON file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
@@ -315,7 +320,13 @@ def _coerce(key: str, value, tp):
         raise _wrong(key, value, tp)
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond float's range
+                raise ConfigError(
+                    f"{key}: expected a float, got an int too large for one ({str(value)[:12]}"
+                    f"... with {len(str(abs(value)))} digits)"
+                ) from None
         raise _wrong(key, value, tp)
     if tp is str:
         if isinstance(value, str):

@@ -124,8 +124,20 @@ def check_dtype(x, dtype, name: str, what: str = "the params' dtype") -> None:
     if x.dtype != dtype:
         raise TypeError(
             f"{name}: expected dtype {jnp.dtype(dtype).name} ({what}), got {x.dtype}; "
-            f"cast it with {name}.astype(jnp.{jnp.dtype(dtype).name})"
+            + _cast_advice(name, dtype)
         )
+
+
+def _cast_advice(name: str, dtype) -> str:
+    """How to fix a dtype mismatch: a cast, unless the dtype is one JAX cannot hold now
+    (float64 NumPy params with x64 off, which a cast would silently truncate)."""
+    dtype = jnp.dtype(dtype)
+    if dtype.itemsize == 8 and not jax.config.jax_enable_x64:
+        return (
+            f"{dtype.name} needs jax.config.update('jax_enable_x64', True); or cast the params "
+            "to float32 with jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)"
+        )
+    return f"cast it with {name}.astype(jnp.{dtype.name})"
 
 
 def check_shape(x, shape: Sequence[int], name: str, why: str = "") -> None:
@@ -214,7 +226,7 @@ def check_carry_dtype(value, dtype, name: str) -> None:
     dtype = jnp.dtype(dtype).name
     raise TypeError(
         f"{name}: expected dtype {dtype} (the params' dtype) or a wider float dtype, got "
-        f"{value.dtype}; cast it with {name}.astype(jnp.{dtype})"
+        f"{value.dtype}; " + _cast_advice(name, dtype)
     )
 
 

@@ -206,3 +206,13 @@ def test_a_spatial_cells_module_needs_the_batch_axis():
     assert model(jnp.ones((1, 5, 8, 6, 3))).shape == (1, 5, 8, 6, 4)
     with pytest.raises(TypeError, match="Recurrent: unexpected option 'bogus'; it has no options"):
         jaxrnn.nnx.Recurrent("mingru", 3, 4, bogus=1, rngs=nnx.Rngs(0))
+
+
+def test_no_advice_to_cast_to_float64_while_x64_is_off():
+    import numpy as np
+
+    params = jaxrnn.gru_init(jax.random.key(0), 3, 4)
+    wide = jax.tree.map(lambda a: np.asarray(a, np.float64), params)  # NumPy keeps float64
+    with pytest.raises(TypeError, match="x: expected dtype float64") as error:
+        jaxrnn.gru_step(wide, jnp.zeros((2, 4)), jnp.ones((2, 3)))
+    assert "jax_enable_x64" in str(error.value) and "astype(jnp.float64)" not in str(error.value)

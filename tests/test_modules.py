@@ -144,7 +144,7 @@ def test_module_bad_input():
         linen.apply(variables, jnp.ones((2, 6, D + 2)))
     with pytest.raises(
         TypeError,
-        match="LSTM: unexpected option 'reset_after'; its cell options are forget_bias, dtype",
+        match="LSTM: unexpected option 'reset_after'; its cell options are forget_bias, proj_size",
     ):
         jaxrnn.nnx.LSTM(D, H, reset_after=True, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"rngs: expected nnx\.Rngs to initialise the parameters"):

@@ -82,6 +82,7 @@ CASES = {
     ),
     "mingru": Case("mingru", reference.mingru),
     "minlstm": Case("minlstm", reference.minlstm),
+    "slstm": Case("slstm", reference.slstm, {"num_heads": 2}, variant=True),
 }
 
 
@@ -165,9 +166,9 @@ def binary_mask(seed, shape, dtype=jnp.float32):
 
 
 def numpy_carry(carry):
-    """A carry as the NumPy references take it: an array, or the tuple ``(h, c)``."""
-    if isinstance(carry, jaxrnn.LSTMState):
-        return (np.asarray(carry.h), np.asarray(carry.c))
+    """A carry as the NumPy references take it: an array, or a tuple (``(h, c)``, ...)."""
+    if isinstance(carry, tuple):  # LSTMState, SLSTMState, ...
+        return tuple(np.asarray(a) for a in carry)
     return np.asarray(carry)
 
 

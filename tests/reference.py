@@ -162,6 +162,27 @@ def minlstm(p, h, x, mask=None):
     return h, h
 
 
+def slstm(p, carry, x, mask=None):
+    """xLSTM's sLSTM; ``R`` built as the dense block-diagonal matrix of the heads' blocks."""
+    h, c, n, m = (f64(a) for a in carry)
+    w_h = f64(p.w_h)
+    k, s = w_h.shape[:2]
+    r = np.zeros((k * s, 4, k * s))
+    for head in range(k):
+        units = slice(head * s, (head + 1) * s)
+        r[units, :, units] = w_h[head].reshape(s, 4, s)
+    a = f64(x) @ f64(p.w_x) + _mask(h, mask) @ r.reshape(k * s, -1) + f64(p.b)
+    a_i, a_f, a_z, a_o = np.split(a, 4, axis=-1)
+    log_f = -np.logaddexp(0.0, -a_f)
+    m_new = np.where(n == 0, a_i, np.maximum(log_f + m, a_i))
+    f = np.where(n == 0, 0.0, np.exp(np.minimum(log_f + m - m_new, 0.0)))
+    i = np.exp(a_i - m_new)
+    c = f * c + i * np.tanh(a_z)
+    n = f * n + i
+    h = sigmoid(a_o) * c / n
+    return (h, c, n, m_new), h
+
+
 def run(cell, p, carry, xs):
     """Python loop over time; returns (final carry, stacked outputs)."""
     ys = []

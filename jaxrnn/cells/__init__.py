@@ -27,3 +27,7 @@ from jaxrnn.cells.minlstm import minlstm_step as minlstm_step
 from jaxrnn.cells.rnn import RNNParams as RNNParams
 from jaxrnn.cells.rnn import rnn_init as rnn_init
 from jaxrnn.cells.rnn import rnn_step as rnn_step
+from jaxrnn.cells.slstm import SLSTMParams as SLSTMParams
+from jaxrnn.cells.slstm import SLSTMState as SLSTMState
+from jaxrnn.cells.slstm import slstm_init as slstm_init
+from jaxrnn.cells.slstm import slstm_step as slstm_step

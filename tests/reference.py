@@ -183,6 +183,38 @@ def slstm(p, carry, x, mask=None):
     return (h, c, n, m_new), h
 
 
+def mlstm(p, carry, x, mask=None):
+    """xLSTM's mLSTM, head by head, with explicit outer products (eps 1e-6)."""
+    assert mask is None
+    h, c, n, m = (f64(a) for a in carry)
+    x = f64(x)
+    heads = f64(p.w_i).shape[-1]
+    s = f64(p.w_q).shape[-1] // heads
+    q, k, v = (x @ f64(w) for w in (p.w_q, p.w_k, p.w_v))
+    i_pre, f_pre = x @ f64(p.w_i) + f64(p.b_i), x @ f64(p.w_f) + f64(p.b_f)
+    c, n, m = c.copy(), n.copy(), m.copy()
+    out = np.zeros_like(q)
+    for head in range(heads):
+        units = slice(head * s, (head + 1) * s)
+        log_f = -np.logaddexp(0.0, -f_pre[..., head])
+        m_new = np.maximum(log_f + m[..., head], i_pre[..., head])
+        f = np.exp(log_f + m[..., head] - m_new)[..., None]
+        i = np.exp(i_pre[..., head] - m_new)[..., None]
+        kk = k[..., units] / np.sqrt(s)
+        c[..., head, :, :] = (
+            f[..., None] * c[..., head, :, :]
+            + i[..., None] * kk[..., :, None] * v[..., None, units]
+        )
+        n[..., head, :] = f * n[..., head, :] + i * kk
+        qq = q[..., units]
+        num = np.einsum("...ij,...i->...j", c[..., head, :, :], qq)
+        den = np.maximum(np.abs(np.sum(n[..., head, :] * qq, -1)), np.exp(-m_new)) + 1e-6
+        out[..., units] = num / den[..., None]
+        m[..., head] = m_new
+    h = sigmoid(x @ f64(p.w_o) + f64(p.b_o)) * out
+    return (h, c, n, m), h
+
+
 def run(cell, p, carry, xs):
     """Python loop over time; returns (final carry, stacked outputs)."""
     ys = []

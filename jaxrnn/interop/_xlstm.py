@@ -61,9 +61,7 @@ def from_xlstm(cell, *, w_x=None, dtype=None):
     """
     config = getattr(cell, "config", None)
     if config is None or not hasattr(cell, "recurrent_kernel") or not hasattr(cell, "bias"):
-        raise TypeError(
-            f"cell: expected an xlstm sLSTMCell, got {type(cell).__name__}"
-        )
+        raise TypeError(f"cell: expected an xlstm sLSTMCell, got {type(cell).__name__}")
     if getattr(config, "function", None) != "slstm":
         raise ValueError(
             f"cell: expected an sLSTM (config.function='slstm'), got {config.function!r}"

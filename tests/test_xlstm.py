@@ -1,5 +1,6 @@
 """xLSTM's cells against the ``xlstm`` package (PyTorch), and at the edges of their gates."""
 
+import dataclasses
 import functools
 
 import jax
@@ -115,3 +116,133 @@ def test_slstm_step_errors():
         step(carry[:2], jnp.ones((2, 3)))
     with pytest.raises(ValueError, match=r"num_heads: expected a divisor of hidden_size=4, got 3"):
         jaxrnn.slstm_init(jax.random.key(0), 3, 4, num_heads=3)
+
+
+# mLSTM ---------------------------------------------------------------------------------------
+
+D, H, HEADS = 4, 12, 3
+S = H // HEADS
+
+
+def _mlstm_params(seed=0):
+    params = jaxrnn.mlstm_init(jax.random.key(seed), D, H, num_heads=HEADS)
+    # Gates that read the input, so every weight matters.
+    return dataclasses.replace(
+        params, w_i=normal(seed + 1, (D, HEADS)), w_f=normal(seed + 2, (D, HEADS), scale=2.0)
+    )
+
+
+def _package_inputs(inputs):
+    """The package's (B, NH, S, DH) q, k, v and (B, NH, S, 1) gates from jaxrnn's (T, B, K, s)
+    inputs; the package scales the keys itself."""
+    t = lambda a: torch.from_numpy(np.asarray(a, np.float64))
+    qkv = [t(a).permute(1, 2, 0, 3) for a in (inputs.q, inputs.k * np.sqrt(S), inputs.v)]
+    gates = [t(a).permute(1, 2, 0)[..., None] for a in (inputs.i, inputs.f)]
+    return (*qkv, *gates)
+
+
+def test_mlstm_step_equals_the_package_recurrent_step():
+    """Ten steps of ``mlstm_step`` against ``recurrent_step_stabilized_simple`` fed the same
+    projections (float64 in the package): outputs and the states C, n, m at every step."""
+    from xlstm.blocks.mlstm.backends import recurrent_step_stabilized_simple as package_step
+
+    params = _mlstm_params()
+    xs = normal(3, (10, 2, D), scale=2.0)
+    inputs = jaxrnn.cells.mlstm.mlstm_inputs(params, xs)
+    q, k, v, i, f = _package_inputs(inputs)
+    carry = jaxrnn.initial_carry(params, (2,))
+    c, n, m = (
+        torch.zeros(2, HEADS, *shape, dtype=torch.float64) for shape in ((S, S), (S, 1), (1, 1))
+    )
+    step = jax.jit(jaxrnn.mlstm_step)
+    for t, x in enumerate(xs):
+        carry, y = step(params, carry, x)
+        at = lambda a, t=t: a[:, :, t : t + 1].clone()
+        h, (c, n, m) = package_step(c, n, m, at(q), at(k), at(v), at(i), at(f))
+        want = np.asarray(inputs.o[t]) * h.reshape(2, H).numpy()
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(carry.c, c.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(carry.n, n[..., 0].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(carry.m, m[..., 0, 0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_mlstm_parallel_forms_equal_the_package_parallel_form():
+    """The quadratic form (one chunk) and the chunkwise form (chunks of 4, 7 and 24 steps)
+    against ``parallel_stabilized_simple`` on the same projections. The package's form has
+    no initial state; from the zero carry the two differ only through ``eps`` (1e-6)."""
+    from xlstm.blocks.mlstm.backends import parallel_stabilized_simple
+
+    params = _mlstm_params(5)
+    xs = normal(6, (24, 2, D), scale=2.0)
+    inputs = jaxrnn.cells.mlstm.mlstm_inputs(params, xs)
+    h_tilde = parallel_stabilized_simple(*_package_inputs(inputs))  # (B, NH, T, DH)
+    want = np.asarray(inputs.o) * h_tilde.permute(2, 0, 1, 3).reshape(24, 2, H).numpy()
+    carry = jaxrnn.initial_carry(params, (2,))
+    for chunk in (64, 4, 7, 24):
+        _, ys = jax.jit(functools.partial(jaxrnn.rules.matrix_scan, chunk=chunk))(inputs, carry)
+        np.testing.assert_allclose(ys, want, rtol=1e-5, atol=1e-5)
+
+
+def test_mlstm_chunkwise_equals_the_step_loop():
+    """The chunkwise form (chunks of 5 over 23 steps: a ragged last chunk) against the loop of
+    ``jaxrnn.scan``'s docstring: lengths ending inside a chunk, at 0 and beyond T, resets
+    inside chunks and on chunk edges, both directions, a given carry; values and gradients
+    of the params, carry and inputs."""
+    from tests.helpers import outputs_and_grads, random_carry, reference_scan
+
+    params = _mlstm_params(7)
+    rule = jaxrnn.rules.MatrixMemory(jaxrnn.cells.mlstm.mlstm_inputs, chunk=5)
+    steps, lengths = 23, jnp.array([23, 13, 0, 30])
+    xs = normal(8, (steps, 4, D))
+    carry = random_carry(params, 9, (4,))
+    carry = carry._replace(m=carry.m * 4)  # stabilisers apart from the gates' scale
+    resets = jnp.asarray(np.random.default_rng(1).random((steps, 4)) < 0.15).at[10, 0].set(True)
+    keep = jnp.arange(steps)[:, None] < lengths[None]
+    clean = jnp.where(keep[..., None], xs, 0.0)
+
+    def chunked(reverse):
+        def run(params, carry, xs):
+            return rule(
+                params, carry, carry, xs, keep, resets & keep,
+                reverse=reverse, unroll=1, options={},
+            )  # fmt: skip
+
+        return run
+
+    def looped(reverse):
+        def run(params, carry, xs):
+            return reference_scan(
+                jaxrnn.mlstm_step, params, xs, carry=carry, lengths=lengths, resets=resets,
+                reverse=reverse,
+            )  # fmt: skip
+
+        return run
+
+    @fast_jit
+    def both(params, carry, xs):
+        return [
+            (outputs_and_grads(chunked(r), params, carry, xs),
+             outputs_and_grads(looped(r), params, carry, xs))
+            for r in (False, True)
+        ]  # fmt: skip
+
+    for got, want in both(params, carry, clean):
+        tree_close(got[0], want[0], 1e-5, 1e-5)
+        tree_close(got[1], want[1], 1e-4, 1e-5)
+
+
+@pytest.mark.slow
+def test_mlstm_chunkwise_memory_grows_as_t_times_l():
+    """The compiled training step's working memory at T = 4096 and 16384 (chunks of 64):
+    4x the steps, at most 4.5x the memory, well below one T x T matrix."""
+    params = jaxrnn.mlstm_init(jax.random.key(0), 8, 8, num_heads=2)
+
+    def temp_bytes(steps):
+        xs = jax.ShapeDtypeStruct((steps, 1, 8), jnp.float32)
+        loss = lambda p, xs: jnp.sum(jaxrnn.scan(jaxrnn.mlstm_step, p, xs)[1] ** 2)
+        compiled = jax.jit(jax.grad(loss)).lower(params, xs).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    small, large = temp_bytes(4096), temp_bytes(16384)
+    assert large <= 4.5 * small
+    assert large < 16384**2 * 4  # one float32 T x T matrix

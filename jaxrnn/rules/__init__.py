@@ -17,7 +17,8 @@ scan_rule=...)``). Two generic rules ship here, each with the pieces a cell
   the same coefficients, and :func:`input_projection` computes its gates.
 * :class:`MatrixMemory`, for a matrix memory with exponential gates (xLSTM's
   mLSTM): the quadratic and the chunkwise parallel forms (:func:`matrix_scan`),
-  the step being :func:`matrix_step` of the same inputs.
+  the step being :func:`matrix_step` of the same inputs; it shards the time
+  axis too (:func:`sharded_matrix_scan`).
 """
 
 from jaxrnn.rules.base import ScanRule as ScanRule
@@ -40,3 +41,4 @@ from jaxrnn.rules.matrix import MatrixMemory as MatrixMemory
 from jaxrnn.rules.matrix import MatrixState as MatrixState
 from jaxrnn.rules.matrix import matrix_scan as matrix_scan
 from jaxrnn.rules.matrix import matrix_step as matrix_step
+from jaxrnn.rules.matrix import sharded_matrix_scan as sharded_matrix_scan

@@ -29,6 +29,16 @@ Padded steps become the identity (``i~ = -inf``, ``log σ(f~) = 0``, ``q = k = v
 so padding never enters the memory; a reset cuts the log-weights across it and
 makes the reset state (:func:`jaxrnn.scan`'s initial carry) the source with
 ``m_0``; ``reverse`` runs the flipped sequence.
+
+**Time sharding.** A slice of the sequence acts on the state as the map
+``S -> (m, C, n)``, ``m = max(m_S + G, m_L)``, ``C = exp(m_S + G - m) C_S +
+exp(m_L - m) C_L`` (``n`` alike), ``G`` the slice's summed ``log σ(f~)``
+(``-inf`` past a reset) and ``(C_L, n_L, m_L)`` what its own steps leave. The
+``C`` part is minGRU's linear map and the stabiliser composes by ``max`` and
+``+``, so such maps compose associatively and :func:`sharded_matrix_scan`
+shards the time axis exactly as :func:`jaxrnn.rules.sharded_linear_scan` does:
+the same ``m`` at every step as the unsharded scan, values and gradients equal
+up to rounding.
 """
 
 from __future__ import annotations
@@ -115,7 +125,9 @@ class MatrixMemory(ScanRule):
     chunk: int = CHUNK
     eps: float = EPS
 
-    time_sharding: ClassVar[bool] = False
+    #: A slice of the sequence maps the state before it to the state after it by a
+    #: scaled linear map with a max-plus stabiliser, and such maps compose.
+    time_sharding: ClassVar[bool] = True
 
     def __post_init__(self):
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
@@ -125,12 +137,18 @@ class MatrixMemory(ScanRule):
         self, params, carry, carry0, xs, keep, reset, *, reverse, unroll, options, axis_name=None
     ):
         """``(carry, ys)`` of the masked scan (:class:`jaxrnn.rules.ScanRule`)."""
-        del unroll, options, axis_name  # no loop over steps; no step options; no sharding
+        del unroll, options  # no loop over steps; no step options
         flip = (lambda a: None if a is None else jnp.flip(a, 0)) if reverse else (lambda a: a)
-        inputs = self.inputs(params, flip(xs))
-        final, ys = matrix_scan(
-            inputs, carry, carry0, flip(keep), flip(reset), chunk=self.chunk, eps=self.eps
-        )
+        inputs, keep, reset = self.inputs(params, flip(xs)), flip(keep), flip(reset)
+        if axis_name is None:
+            final, ys = matrix_scan(
+                inputs, carry, carry0, keep, reset, chunk=self.chunk, eps=self.eps
+            )
+        else:
+            final, ys = sharded_matrix_scan(
+                inputs, carry, carry0, keep, reset, axis_name,
+                reverse=reverse, chunk=self.chunk, eps=self.eps,
+            )  # fmt: skip
         return final, flip(ys)
 
 
@@ -166,27 +184,8 @@ def matrix_scan(inputs, carry, carry0=None, keep=None, reset=None, *, chunk=CHUN
     work = inputs.q.dtype
     keep = jnp.ones((length, *batch), bool) if keep is None else keep
     reset = jnp.zeros((length, *batch), bool) if reset is None else reset
-    # Padding: the identity step, with no query, key or value (NaN-proof).
-    q, k, v = (where(keep, a, jnp.zeros_like(a)) for a in inputs[:3])
-    ig = where(keep, inputs.i, jnp.full_like(inputs.i, -jnp.inf))
-    lf = where(keep, jax.nn.log_sigmoid(inputs.f), jnp.zeros_like(inputs.f))
-
-    # (T, *batch, K, ...) -> (chunks, N, K, L, ...): N sequences, chunks of L steps.
+    xs, chunks, steps = _chunks(_identity_padding(inputs, keep), reset, chunk)
     n_seq = math.prod(batch)
-    steps = min(chunk, length)
-    chunks = -(-length // steps)
-    pad = chunks * steps - length
-
-    def cut(a, fill, head_axes=True):
-        a = a.reshape(length, n_seq, *a.shape[1 + len(batch) :])
-        if pad:
-            a = jnp.concatenate([a, jnp.full((pad, *a.shape[1:]), fill, a.dtype)])
-        a = a.reshape(chunks, steps, *a.shape[1:])
-        return jnp.moveaxis(a, 1, 3 if head_axes else 2)
-
-    xs = (
-        cut(q, 0), cut(k, 0), cut(v, 0), cut(ig, -jnp.inf), cut(lf, 0), cut(reset, False, False)
-    )  # fmt: skip
     flat = lambda state: tuple(a.astype(work).reshape(n_seq, *a.shape[len(batch) :]) for a in state)
     init = flat(carry0[1:])
 
@@ -207,6 +206,38 @@ def matrix_scan(inputs, carry, carry0=None, keep=None, reset=None, *, chunk=CHUN
         unflat(h, carry.h), unflat(c, carry.c), unflat(n, carry.n), unflat(m, carry.m)
     )
     return final, ys.astype(carry.h.dtype)
+
+
+def _identity_padding(inputs, keep):
+    """``inputs`` with the gates as ``(log i~, log σ(f~))`` and padded steps the identity:
+    no query, key or value (NaN-proof), ``i~ = -inf``, ``log σ(f~) = 0``."""
+    q, k, v = (where(keep, a, jnp.zeros_like(a)) for a in inputs[:3])
+    ig = where(keep, inputs.i, jnp.full_like(inputs.i, -jnp.inf))
+    lf = where(keep, jax.nn.log_sigmoid(inputs.f), jnp.zeros_like(inputs.f))
+    return MatrixInputs(q, k, v, ig, lf, inputs.o)
+
+
+def _chunks(inputs, reset, chunk):
+    """``(q, k, v, ig, lf, reset)`` as ``(chunks, N, K, L, ...)`` (``N`` sequences, chunks of
+    ``L`` steps, the last padded with identity steps), ``chunks`` and ``L``.
+
+    ``inputs`` as :func:`_identity_padding` gives them.
+    """
+    length, n_seq = reset.shape[0], math.prod(reset.shape[1:])
+    steps = min(chunk, length)
+    chunks = -(-length // steps)
+    pad = chunks * steps - length
+
+    def cut(a, fill, head_axes=True):
+        a = a.reshape(length, n_seq, *a.shape[reset.ndim :])
+        if pad:
+            a = jnp.concatenate([a, jnp.full((pad, *a.shape[1:]), fill, a.dtype)])
+        a = a.reshape(chunks, steps, *a.shape[1:])
+        return jnp.moveaxis(a, 1, 3 if head_axes else 2)
+
+    q, k, v, ig, lf, _ = inputs
+    xs = (cut(q, 0), cut(k, 0), cut(v, 0), cut(ig, -jnp.inf), cut(lf, 0), cut(reset, False, False))
+    return xs, chunks, steps
 
 
 def _chunk(prev, init, xs, eps):
@@ -257,3 +288,112 @@ def _chunk(prev, init, xs, eps):
         end[..., None], init_n, prev_n
     )
     return (c, n, m[..., -1]), h_tilde
+
+
+# Time sharding ----------------------------------------------------------------------------
+# A slice's effect on the state is the map  S -> (m, C, n) with  m = max(m_S + G, m_L),
+# C = exp(m_S + G - m) C_S + exp(m_L - m) C_L  (n alike): G the slice's log-decay (-inf
+# past a reset, which cuts the incoming state off) and (C_L, n_L, m_L) what its own
+# sources leave. Such maps compose associatively, a state being a map with G = -inf.
+
+
+def _compose(earlier, later):
+    """The map of ``earlier`` then ``later``, each ``(g, c, n, m)`` (``m = -inf``: nothing)."""
+    g1, c1, n1, m1 = earlier
+    g2, c2, n2, m2 = later
+    decayed = m1 + g2
+    m = jnp.maximum(decayed, m2)
+    safe = jnp.where(jnp.isneginf(m), jnp.zeros_like(m), m)
+    w1, w2 = jnp.exp(decayed - safe), jnp.exp(m2 - safe)
+    c = w1[..., None, None] * c1 + w2[..., None, None] * c2
+    return g1 + g2, c, w1[..., None] * n1 + w2[..., None] * n2, m
+
+
+def _chunk_maps(xs, init):
+    """Each chunk's map ``(g, c, n, m)`` (leading axis: chunks), from its last step's weights."""
+    q, k, v, ig, lf, reset = xs  # (chunks, N, K, L, ...), reset (chunks, N, L)
+    del q
+    big_f = jnp.cumsum(lf, axis=-1)
+    total = big_f[..., -1:]  # (chunks, N, K, 1)
+    steps = ig.shape[-1]
+    idx = jnp.arange(steps)
+    last_reset = jnp.max(jnp.where(reset, idx[None, None], -1), axis=-1)  # (chunks, N)
+    cut = (last_reset >= 0)[..., None]  # (chunks, N, 1)
+    # Sources after the last reset, weighted to the chunk's end; the reset state before them.
+    visible = (idx[None, None] >= last_reset[..., None])[:, :, None]  # (chunks, N, 1, L)
+    log_w = jnp.where(visible, ig + total - big_f, jnp.full_like(ig, -jnp.inf))
+    before = jnp.take_along_axis(
+        big_f - lf, jnp.broadcast_to(jnp.maximum(last_reset, 0)[:, :, None, None], total.shape), -1
+    )[..., 0]
+    init_c, init_n, init_m = init
+    init_log = jnp.where(
+        cut, init_m[None] + total[..., 0] - before, jnp.full_like(before, -jnp.inf)
+    )
+    m = jnp.maximum(jnp.max(log_w, axis=-1), init_log)  # (chunks, N, K)
+    safe = jnp.where(jnp.isneginf(m), jnp.zeros_like(m), m)
+    w = jnp.exp(log_w - safe[..., None])
+    w_init = jnp.exp(init_log - safe)
+    c = jnp.einsum("cnkj,cnkji,cnkjl->cnkil", w, k, v) + w_init[..., None, None] * init_c[None]
+    n = jnp.einsum("cnkj,cnkji->cnki", w, k) + w_init[..., None] * init_n[None]
+    g = jnp.where(cut, jnp.full_like(init_log, -jnp.inf), total[..., 0])
+    return g, c, n, m
+
+
+def sharded_matrix_scan(
+    inputs, carry, carry0, keep, reset, axis_name, *, reverse=False, chunk=CHUNK, eps=EPS
+):
+    """:func:`matrix_scan` of a sequence whose time axis is split over the mesh axis ``axis_name``.
+
+    As :func:`jaxrnn.rules.sharded_linear_scan` does for a linear recurrence: each
+    device folds its slice into one map of the state (its chunks' maps composed in
+    order), the maps of all devices are gathered (``(B, K, s, s)`` and three
+    smaller arrays from each) and composed in order, which gives each slice's
+    incoming state and the final state, and each device then runs its slice from
+    its incoming state. ``inputs``, ``keep`` and ``reset`` are this device's slice
+    in the order the recurrence runs it (flipped for ``reverse``, which runs the
+    devices from the last to the first). Returns ``(final, ys)``, ``final`` the
+    same on every device.
+    """
+    length, batch = inputs.q.shape[0], carry.m.shape[:-1]
+    work = inputs.q.dtype
+    n_seq = math.prod(batch)
+    if keep is None:
+        keep = jnp.ones((length, *batch), bool)
+    if reset is None:
+        reset = jnp.zeros((length, *batch), bool)
+    flat = lambda state: tuple(a.astype(work).reshape(n_seq, *a.shape[len(batch) :]) for a in state)
+    state_in = flat(carry[1:])
+    m_in = state_in[2]
+    own = (jnp.zeros_like(m_in), *state_in[:2], jnp.full_like(m_in, -jnp.inf))
+    own = (own[0], jnp.zeros_like(own[1]), jnp.zeros_like(own[2]), own[3])  # the identity map
+    if length:
+        xs = _chunks(_identity_padding(inputs, keep), reset, chunk)[0]
+        maps = _chunk_maps(xs, flat(carry0[1:]))
+        own = lax.scan(lambda acc, later: (_compose(acc, later), None), own, maps)[0]
+    gathered = jax.tree.map(lambda a: lax.all_gather(a, axis_name), own)
+    devices = gathered[0].shape[0]
+    order = range(devices - 1, -1, -1) if reverse else range(devices)
+    state = (jnp.full_like(state_in[2], -jnp.inf), *state_in)
+    starts = [None] * devices
+    for d in order:
+        starts[d] = state
+        state = _compose(state, jax.tree.map(lambda a, d=d: a[d], gathered))
+    index = lax.axis_index(axis_name)
+    start = jax.tree.map(lambda *a: jnp.stack(a)[index], *starts)
+    unflat = lambda a, like: a.reshape(like.shape).astype(like.dtype)
+    begin = MatrixState(
+        carry.h, *(unflat(a, like) for a, like in zip(start[1:], carry[1:], strict=True))
+    )
+    local, ys = matrix_scan(inputs, begin, carry0, keep, reset, chunk=chunk, eps=eps)
+    # The last output overall: from the last device (in the recurrence's order) that ran a step.
+    ran = lax.all_gather(jnp.any(keep, axis=0), axis_name)  # (devices, *batch)
+    last_h = lax.all_gather(local.h, axis_name)
+    h = carry.h
+    for d in order:
+        h = jnp.where(ran[d][..., None], last_h[d], h)
+    final = MatrixState(h, *(unflat(a, like) for a, like in zip(state[1:], carry[1:], strict=True)))
+    # The same final state on every device; a sum with the others' zeros says so.
+    final = jax.tree.map(
+        lambda a: lax.psum(jnp.where(index == 0, a, jnp.zeros_like(a)), axis_name), final
+    )
+    return final, ys

@@ -156,9 +156,12 @@ def random_carry(params, seed, batch_shape, scale=0.5):
     """A non-zero carry of ``params``' cell, so the recurrent path matters from step one."""
     zeros = jax.eval_shape(lambda: jaxrnn.initial_carry(params, batch_shape))
     leaves, tree = jax.tree.flatten(zeros)
-    return jax.tree.unflatten(
+    carry = jax.tree.unflatten(
         tree, [normal(seed + k, a.shape, a.dtype, scale) for k, a in enumerate(leaves)]
     )
+    if isinstance(carry, jaxrnn.SLSTMState):  # a normaliser the cell can reach: N >= 1
+        carry = carry._replace(n=1 + jnp.abs(carry.n))
+    return carry
 
 
 def binary_mask(seed, shape, dtype=jnp.float32):

@@ -192,7 +192,11 @@ def matrix_scan(inputs, carry, carry0=None, keep=None, reset=None, *, chunk=CHUN
     def body(prev, xs):
         return _chunk(prev, init, xs, eps)
 
-    (c, n, m), h_tilde = lax.scan(body, flat(carry[1:]), xs)
+    if chunks == 1:  # the quadratic form: no loop
+        (c, n, m), h_tilde = body(flat(carry[1:]), jax.tree.map(lambda a: a[0], xs))
+        h_tilde = h_tilde[None]
+    else:
+        (c, n, m), h_tilde = lax.scan(body, flat(carry[1:]), xs)
     # (chunks, N, K, L, s) -> (T, *batch, K*s)
     h_tilde = jnp.moveaxis(h_tilde, 3, 1).reshape(chunks * steps, *batch, heads * size)[:length]
     ys = where(keep, inputs.o * h_tilde, jnp.zeros_like(h_tilde))
@@ -364,12 +368,15 @@ def sharded_matrix_scan(
     flat = lambda state: tuple(a.astype(work).reshape(n_seq, *a.shape[len(batch) :]) for a in state)
     state_in = flat(carry[1:])
     m_in = state_in[2]
-    own = (jnp.zeros_like(m_in), *state_in[:2], jnp.full_like(m_in, -jnp.inf))
-    own = (own[0], jnp.zeros_like(own[1]), jnp.zeros_like(own[2]), own[3])  # the identity map
+    zeros = (jnp.zeros_like(m_in), jnp.zeros_like(state_in[0]), jnp.zeros_like(state_in[1]))
+    own = (*zeros, jnp.full_like(m_in, -jnp.inf))  # the identity map
     if length:
         xs = _chunks(_identity_padding(inputs, keep), reset, chunk)[0]
         maps = _chunk_maps(xs, flat(carry0[1:]))
-        own = lax.scan(lambda acc, later: (_compose(acc, later), None), own, maps)[0]
+        if maps[0].shape[0] == 1:
+            own = jax.tree.map(lambda a: a[0], maps)
+        else:
+            own = lax.scan(lambda acc, later: (_compose(acc, later), None), own, maps)[0]
     gathered = jax.tree.map(lambda a: lax.all_gather(a, axis_name), own)
     devices = gathered[0].shape[0]
     order = range(devices - 1, -1, -1) if reverse else range(devices)

@@ -82,7 +82,7 @@ CASES = {
     ),
     "mingru": Case("mingru", reference.mingru),
     "minlstm": Case("minlstm", reference.minlstm),
-    "slstm": Case("slstm", reference.slstm, {"num_heads": 2}),
+    "slstm": Case("slstm", reference.slstm, {"num_heads": 2}, variant=True),
     "mlstm": Case("mlstm", reference.mlstm, {"num_heads": 2}, variant=True),
 }
 

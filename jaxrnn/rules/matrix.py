@@ -182,7 +182,6 @@ def matrix_scan(inputs, carry, carry0=None, keep=None, reset=None, *, chunk=CHUN
     if length == 0:
         return carry, jnp.zeros((0, *carry.h.shape), carry.h.dtype)
     work = inputs.q.dtype
-    keep = jnp.ones((length, *batch), bool) if keep is None else keep
     reset = jnp.zeros((length, *batch), bool) if reset is None else reset
     xs, chunks, steps = _chunks(_identity_padding(inputs, keep), reset, chunk)
     n_seq = math.prod(batch)
@@ -199,26 +198,32 @@ def matrix_scan(inputs, carry, carry0=None, keep=None, reset=None, *, chunk=CHUN
         (c, n, m), h_tilde = lax.scan(body, flat(carry[1:]), xs)
     # (chunks, N, K, L, s) -> (T, *batch, K*s)
     h_tilde = jnp.moveaxis(h_tilde, 3, 1).reshape(chunks * steps, *batch, heads * size)[:length]
-    ys = where(keep, inputs.o * h_tilde, jnp.zeros_like(h_tilde))
-    # The output of the last step that ran, for the carry (the given one if none ran).
-    t = jnp.arange(length).reshape(length, *(1,) * len(batch))
-    last = jnp.max(jnp.where(keep, t, -1), axis=0)
-    at_last = jnp.take_along_axis(ys, jnp.maximum(last, 0)[None, ..., None], axis=0)[0]
-    h = where(last >= 0, at_last, carry.h.astype(work))
+    ys = inputs.o * h_tilde
+    if keep is None:  # the last step ran, for every sequence
+        final_h = ys[-1]
+    else:
+        ys = where(keep, ys, jnp.zeros_like(ys))
+        # The output of the last step that ran, for the carry (the given one if none ran).
+        t = jnp.arange(length).reshape(length, *(1,) * len(batch))
+        last = jnp.max(jnp.where(keep, t, -1), axis=0)
+        at_last = jnp.take_along_axis(ys, jnp.maximum(last, 0)[None, ..., None], axis=0)[0]
+        final_h = where(last >= 0, at_last, carry.h.astype(work))
     unflat = lambda a, like: a.reshape(like.shape).astype(like.dtype)
     final = MatrixState(
-        unflat(h, carry.h), unflat(c, carry.c), unflat(n, carry.n), unflat(m, carry.m)
+        unflat(final_h, carry.h), unflat(c, carry.c), unflat(n, carry.n), unflat(m, carry.m)
     )
     return final, ys.astype(carry.h.dtype)
 
 
 def _identity_padding(inputs, keep):
-    """``inputs`` with the gates as ``(log i~, log σ(f~))`` and padded steps the identity:
+    """``inputs`` with ``f`` as ``log σ(f~)`` and padded steps (``keep`` false) the identity:
     no query, key or value (NaN-proof), ``i~ = -inf``, ``log σ(f~) = 0``."""
+    lf = jax.nn.log_sigmoid(inputs.f)
+    if keep is None:
+        return inputs._replace(f=lf)
     q, k, v = (where(keep, a, jnp.zeros_like(a)) for a in inputs[:3])
     ig = where(keep, inputs.i, jnp.full_like(inputs.i, -jnp.inf))
-    lf = where(keep, jax.nn.log_sigmoid(inputs.f), jnp.zeros_like(inputs.f))
-    return MatrixInputs(q, k, v, ig, lf, inputs.o)
+    return MatrixInputs(q, k, v, ig, where(keep, lf, jnp.zeros_like(lf)), inputs.o)
 
 
 def _chunks(inputs, reset, chunk):
@@ -361,8 +366,6 @@ def sharded_matrix_scan(
     length, batch = inputs.q.shape[0], carry.m.shape[:-1]
     work = inputs.q.dtype
     n_seq = math.prod(batch)
-    if keep is None:
-        keep = jnp.ones((length, *batch), bool)
     if reset is None:
         reset = jnp.zeros((length, *batch), bool)
     flat = lambda state: tuple(a.astype(work).reshape(n_seq, *a.shape[len(batch) :]) for a in state)
@@ -393,7 +396,8 @@ def sharded_matrix_scan(
     )
     local, ys = matrix_scan(inputs, begin, carry0, keep, reset, chunk=chunk, eps=eps)
     # The last output overall: from the last device (in the recurrence's order) that ran a step.
-    ran = lax.all_gather(jnp.any(keep, axis=0), axis_name)  # (devices, *batch)
+    ran = jnp.any(keep, axis=0) if keep is not None else jnp.full(batch, length > 0)
+    ran = lax.all_gather(ran, axis_name)  # (devices, *batch)
     last_h = lax.all_gather(local.h, axis_name)
     h = carry.h
     for d in order:

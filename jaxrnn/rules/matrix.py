@@ -199,9 +199,8 @@ def matrix_scan(inputs, carry, carry0=None, keep=None, reset=None, *, chunk=CHUN
     # (chunks, N, K, L, s) -> (T, *batch, K*s)
     h_tilde = jnp.moveaxis(h_tilde, 3, 1).reshape(chunks * steps, *batch, heads * size)[:length]
     ys = inputs.o * h_tilde
-    if keep is None:  # the last step ran, for every sequence
-        final_h = ys[-1]
-    else:
+    final_h = ys[-1]  # without lengths, the last step ran for every sequence
+    if keep is not None:
         ys = where(keep, ys, jnp.zeros_like(ys))
         # The output of the last step that ran, for the carry (the given one if none ran).
         t = jnp.arange(length).reshape(length, *(1,) * len(batch))
@@ -299,11 +298,7 @@ def _chunk(prev, init, xs, eps):
     return (c, n, m[..., -1]), h_tilde
 
 
-# Time sharding ----------------------------------------------------------------------------
-# A slice's effect on the state is the map  S -> (m, C, n) with  m = max(m_S + G, m_L),
-# C = exp(m_S + G - m) C_S + exp(m_L - m) C_L  (n alike): G the slice's log-decay (-inf
-# past a reset, which cuts the incoming state off) and (C_L, n_L, m_L) what its own
-# sources leave. Such maps compose associatively, a state being a map with G = -inf.
+# Time sharding (see the module docstring); a state is the map with G = -inf ----------------
 
 
 def _compose(earlier, later):
@@ -320,12 +315,10 @@ def _compose(earlier, later):
 
 def _chunk_maps(xs, init):
     """Each chunk's map ``(g, c, n, m)`` (leading axis: chunks), from its last step's weights."""
-    q, k, v, ig, lf, reset = xs  # (chunks, N, K, L, ...), reset (chunks, N, L)
-    del q
+    _, k, v, ig, lf, reset = xs  # (chunks, N, K, L, ...), reset (chunks, N, L)
     big_f = jnp.cumsum(lf, axis=-1)
     total = big_f[..., -1:]  # (chunks, N, K, 1)
-    steps = ig.shape[-1]
-    idx = jnp.arange(steps)
+    idx = jnp.arange(ig.shape[-1])
     last_reset = jnp.max(jnp.where(reset, idx[None, None], -1), axis=-1)  # (chunks, N)
     cut = (last_reset >= 0)[..., None]  # (chunks, N, 1)
     # Sources after the last reset, weighted to the chunk's end; the reset state before them.
@@ -370,16 +363,12 @@ def sharded_matrix_scan(
         reset = jnp.zeros((length, *batch), bool)
     flat = lambda state: tuple(a.astype(work).reshape(n_seq, *a.shape[len(batch) :]) for a in state)
     state_in = flat(carry[1:])
-    m_in = state_in[2]
-    zeros = (jnp.zeros_like(m_in), jnp.zeros_like(state_in[0]), jnp.zeros_like(state_in[1]))
-    own = (*zeros, jnp.full_like(m_in, -jnp.inf))  # the identity map
+    zeros = [jnp.zeros_like(a) for a in (state_in[2], *state_in[:2])]
+    own = (*zeros, jnp.full_like(state_in[2], -jnp.inf))  # the identity map
     if length:
         xs = _chunks(_identity_padding(inputs, keep), reset, chunk)[0]
         maps = _chunk_maps(xs, flat(carry0[1:]))
-        if maps[0].shape[0] == 1:
-            own = jax.tree.map(lambda a: a[0], maps)
-        else:
-            own = lax.scan(lambda acc, later: (_compose(acc, later), None), own, maps)[0]
+        own = lax.scan(lambda acc, later: (_compose(acc, later), None), own, maps)[0]
     gathered = jax.tree.map(lambda a: lax.all_gather(a, axis_name), own)
     devices = gathered[0].shape[0]
     order = range(devices - 1, -1, -1) if reverse else range(devices)

@@ -39,7 +39,11 @@ from jaxrnn.cells import LSTMParams as LSTMParams
 from jaxrnn.cells import MGUParams as MGUParams
 from jaxrnn.cells import MinGRUParams as MinGRUParams
 from jaxrnn.cells import MinLSTMParams as MinLSTMParams
+from jaxrnn.cells import MLSTMParams as MLSTMParams
+from jaxrnn.cells import MLSTMState as MLSTMState
 from jaxrnn.cells import RNNParams as RNNParams
+from jaxrnn.cells import SLSTMParams as SLSTMParams
+from jaxrnn.cells import SLSTMState as SLSTMState
 from jaxrnn.cells import conv_lstm_init as conv_lstm_init
 from jaxrnn.cells import conv_lstm_step as conv_lstm_step
 from jaxrnn.cells import gru_init as gru_init
@@ -52,8 +56,12 @@ from jaxrnn.cells import mingru_init as mingru_init
 from jaxrnn.cells import mingru_step as mingru_step
 from jaxrnn.cells import minlstm_init as minlstm_init
 from jaxrnn.cells import minlstm_step as minlstm_step
+from jaxrnn.cells import mlstm_init as mlstm_init
+from jaxrnn.cells import mlstm_step as mlstm_step
 from jaxrnn.cells import rnn_init as rnn_init
 from jaxrnn.cells import rnn_step as rnn_step
+from jaxrnn.cells import slstm_init as slstm_init
+from jaxrnn.cells import slstm_step as slstm_step
 from jaxrnn.rules import FusedGradient as FusedGradient
 from jaxrnn.rules import LinearRecurrence as LinearRecurrence
 from jaxrnn.rules import ScanRule as ScanRule

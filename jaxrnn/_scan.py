@@ -97,7 +97,7 @@ def scan(
             * ``"autodiff"``: always ``lax.scan`` of ``step``, differentiated
               by JAX, which supports every transformation, forward mode
               (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) included.
-        axis_name: shard the time axis (minGRU, minLSTM: cells whose scan rule
+        axis_name: shard the time axis (minGRU, minLSTM, mLSTM: cells whose scan rule
             supports it, such as a :class:`jaxrnn.LinearRecurrence`). Inside
             :func:`jax.shard_map` with the time axis of ``xs`` split in order
             over this mesh axis (or tuple of axes), as ``P(axis_name)`` splits

@@ -82,6 +82,8 @@ CASES = {
     ),
     "mingru": Case("mingru", reference.mingru),
     "minlstm": Case("minlstm", reference.minlstm),
+    "slstm": Case("slstm", reference.slstm, {"num_heads": 2}, variant=True),
+    "mlstm": Case("mlstm", reference.mlstm, {"num_heads": 2}, variant=True),
 }
 
 
@@ -154,9 +156,12 @@ def random_carry(params, seed, batch_shape, scale=0.5):
     """A non-zero carry of ``params``' cell, so the recurrent path matters from step one."""
     zeros = jax.eval_shape(lambda: jaxrnn.initial_carry(params, batch_shape))
     leaves, tree = jax.tree.flatten(zeros)
-    return jax.tree.unflatten(
+    carry = jax.tree.unflatten(
         tree, [normal(seed + k, a.shape, a.dtype, scale) for k, a in enumerate(leaves)]
     )
+    if isinstance(carry, jaxrnn.SLSTMState):  # a normaliser the cell can reach: N >= 1
+        carry = carry._replace(n=1 + jnp.abs(carry.n))
+    return carry
 
 
 def binary_mask(seed, shape, dtype=jnp.float32):
@@ -165,9 +170,9 @@ def binary_mask(seed, shape, dtype=jnp.float32):
 
 
 def numpy_carry(carry):
-    """A carry as the NumPy references take it: an array, or the tuple ``(h, c)``."""
-    if isinstance(carry, jaxrnn.LSTMState):
-        return (np.asarray(carry.h), np.asarray(carry.c))
+    """A carry as the NumPy references take it: an array, or a tuple (``(h, c)``, ...)."""
+    if isinstance(carry, tuple):  # LSTMState, SLSTMState, ...
+        return tuple(np.asarray(a) for a in carry)
     return np.asarray(carry)
 
 

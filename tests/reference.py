@@ -162,6 +162,59 @@ def minlstm(p, h, x, mask=None):
     return h, h
 
 
+def slstm(p, carry, x, mask=None):
+    """xLSTM's sLSTM; ``R`` built as the dense block-diagonal matrix of the heads' blocks."""
+    h, c, n, m = (f64(a) for a in carry)
+    w_h = f64(p.w_h)
+    k, s = w_h.shape[:2]
+    r = np.zeros((k * s, 4, k * s))
+    for head in range(k):
+        units = slice(head * s, (head + 1) * s)
+        r[units, :, units] = w_h[head].reshape(s, 4, s)
+    a = f64(x) @ f64(p.w_x) + _mask(h, mask) @ r.reshape(k * s, -1) + f64(p.b)
+    a_i, a_f, a_z, a_o = np.split(a, 4, axis=-1)
+    log_f = -np.logaddexp(0.0, -a_f)
+    m_new = np.where(n == 0, a_i, np.maximum(log_f + m, a_i))
+    f = np.where(n == 0, 0.0, np.exp(np.minimum(log_f + m - m_new, 0.0)))
+    i = np.exp(a_i - m_new)
+    c = f * c + i * np.tanh(a_z)
+    n = f * n + i
+    h = sigmoid(a_o) * c / n
+    return (h, c, n, m_new), h
+
+
+def mlstm(p, carry, x, mask=None):
+    """xLSTM's mLSTM, head by head, with explicit outer products (eps 1e-6)."""
+    assert mask is None
+    h, c, n, m = (f64(a) for a in carry)
+    x = f64(x)
+    heads = f64(p.w_i).shape[-1]
+    s = f64(p.w_q).shape[-1] // heads
+    q, k, v = (x @ f64(w) for w in (p.w_q, p.w_k, p.w_v))
+    i_pre, f_pre = x @ f64(p.w_i) + f64(p.b_i), x @ f64(p.w_f) + f64(p.b_f)
+    c, n, m = c.copy(), n.copy(), m.copy()
+    out = np.zeros_like(q)
+    for head in range(heads):
+        units = slice(head * s, (head + 1) * s)
+        log_f = -np.logaddexp(0.0, -f_pre[..., head])
+        m_new = np.maximum(log_f + m[..., head], i_pre[..., head])
+        f = np.exp(log_f + m[..., head] - m_new)[..., None]
+        i = np.exp(i_pre[..., head] - m_new)[..., None]
+        kk = k[..., units] / np.sqrt(s)
+        c[..., head, :, :] = (
+            f[..., None] * c[..., head, :, :]
+            + i[..., None] * kk[..., :, None] * v[..., None, units]
+        )
+        n[..., head, :] = f * n[..., head, :] + i * kk
+        qq = q[..., units]
+        num = np.einsum("...ij,...i->...j", c[..., head, :, :], qq)
+        den = np.maximum(np.abs(np.sum(n[..., head, :] * qq, -1)), np.exp(-m_new)) + 1e-6
+        out[..., units] = num / den[..., None]
+        m[..., head] = m_new
+    h = sigmoid(x @ f64(p.w_o) + f64(p.b_o)) * out
+    return (h, c, n, m), h
+
+
 def run(cell, p, carry, xs):
     """Python loop over time; returns (final carry, stacked outputs)."""
     ys = []

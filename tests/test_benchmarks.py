@@ -68,3 +68,12 @@ def test_variants_and_recurrent_dropout_run(tmp_path):
     dropout = pytest.importorskip("benchmarks.recurrent_dropout")
     result = dropout.main(["--shape", "2,3,4", "--rounds", "1", "--min-time", "0"])
     assert result["ratio"] > 0
+
+
+def test_xlstm_runs_and_writes_results(tmp_path):
+    xlstm = pytest.importorskip("benchmarks.xlstm")
+    argv = ["--slstm-shapes", "--mlstm-shapes", "1,64,4,2", "--rounds", "1"]  # no sLSTM
+    results = xlstm.main([*argv, "--min-time", "0", "--out-dir", str(tmp_path)])
+    (mlstm,) = results["mlstm"]
+    assert {"mlstm chunkwise", "package chunkwise", "package step loop"} <= set(mlstm["ms"])
+    assert "## mLSTM" in (tmp_path / "RESULTS_xlstm.md").read_text()

@@ -24,6 +24,14 @@ from jaxrnn.cells.mingru import mingru_step as mingru_step
 from jaxrnn.cells.minlstm import MinLSTMParams as MinLSTMParams
 from jaxrnn.cells.minlstm import minlstm_init as minlstm_init
 from jaxrnn.cells.minlstm import minlstm_step as minlstm_step
+from jaxrnn.cells.mlstm import MLSTMParams as MLSTMParams
+from jaxrnn.cells.mlstm import MLSTMState as MLSTMState
+from jaxrnn.cells.mlstm import mlstm_init as mlstm_init
+from jaxrnn.cells.mlstm import mlstm_step as mlstm_step
 from jaxrnn.cells.rnn import RNNParams as RNNParams
 from jaxrnn.cells.rnn import rnn_init as rnn_init
 from jaxrnn.cells.rnn import rnn_step as rnn_step
+from jaxrnn.cells.slstm import SLSTMParams as SLSTMParams
+from jaxrnn.cells.slstm import SLSTMState as SLSTMState
+from jaxrnn.cells.slstm import slstm_init as slstm_init
+from jaxrnn.cells.slstm import slstm_step as slstm_step

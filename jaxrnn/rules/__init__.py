@@ -15,6 +15,10 @@ scan_rule=...)``). Two generic rules ship here, each with the pieces a cell
   (:func:`linear_scan`), which also shards the time axis over devices
   (:func:`sharded_linear_scan`); the cell's step is :func:`linear_step` of
   the same coefficients, and :func:`input_projection` computes its gates.
+* :class:`MatrixMemory`, for a matrix memory with exponential gates (xLSTM's
+  mLSTM): the quadratic and the chunkwise parallel forms (:func:`matrix_scan`),
+  the step being :func:`matrix_step` of the same inputs; it shards the time
+  axis too (:func:`sharded_matrix_scan`).
 """
 
 from jaxrnn.rules.base import ScanRule as ScanRule
@@ -32,3 +36,9 @@ from jaxrnn.rules.linear import input_projection as input_projection
 from jaxrnn.rules.linear import linear_scan as linear_scan
 from jaxrnn.rules.linear import linear_step as linear_step
 from jaxrnn.rules.linear import sharded_linear_scan as sharded_linear_scan
+from jaxrnn.rules.matrix import MatrixInputs as MatrixInputs
+from jaxrnn.rules.matrix import MatrixMemory as MatrixMemory
+from jaxrnn.rules.matrix import MatrixState as MatrixState
+from jaxrnn.rules.matrix import matrix_scan as matrix_scan
+from jaxrnn.rules.matrix import matrix_step as matrix_step
+from jaxrnn.rules.matrix import sharded_matrix_scan as sharded_matrix_scan

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxrnn import _checks, _initializers
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._params import SIZES, bias, pytree_dataclass
+from jaxrnn._precision import like, matmul, working
 from jaxrnn.rules import fused
 
 
@@ -106,7 +107,7 @@ def slstm_init(
         >>> p.w_x.shape, p.w_h.shape, p.b.shape, p.num_heads
         ((3, 32), (2, 4, 16), (32,), 2)
     """
-    _initializers.check_sizes(input_size, hidden_size)
+    _initializers.check_sizes(key, input_size, hidden_size)
     dtype = _checks.float_dtype(dtype)
     _checks.positive_int(num_heads, "num_heads")
     _checks.finite_number(forget_bias, "forget_bias")
@@ -180,6 +181,7 @@ def slstm_cell(params: SLSTMParams, carry: SLSTMState, x: jax.Array, recurrent_m
     gradient keeps the activations ``(I, F, tanh Z~, σ(O~), C, N, ∂M/∂(log σ(F~) + M),
     σ(-F~))``.
     """
+    _checks.params_type(params, SLSTMParams, "slstm_step")
     params.check()
     _check_state(carry)
     h = params.hidden_size
@@ -203,22 +205,28 @@ def _check_state(carry):
 
 def _project(params: SLSTMParams, x: jax.Array):
     """``X W_x``, the part of the step that reads only the input (any leading axes)."""
-    return x @ params.w_x
+    return matmul(x, params.w_x)
 
 
 def _mix(w_h, h):
     """``H R`` (``R`` the block-diagonal ``(h, 4h)`` of ``w_h``): ``(*batch, h)`` to ``4h``."""
     k, s = w_h.shape[:2]
-    heads = h.reshape(*h.shape[:-1], k, s)
-    out = jnp.einsum("...ki,kigj->...gkj", heads, w_h.reshape(k, s, 4, s))
+    heads = h.reshape(*h.shape[:-1], k, s).astype(w_h.dtype)
+    out = jnp.einsum(
+        "...ki,kigj->...gkj", heads, w_h.reshape(k, s, 4, s),
+        preferred_element_type=working(w_h.dtype),
+    )  # fmt: skip
     return out.reshape(*h.shape[:-1], 4 * k * s)
 
 
 def _mix_transpose(w_h, da):
     """The transpose of :func:`_mix`: ``(*batch, 4h) -> (*batch, h)``."""
     k, s = w_h.shape[:2]
-    blocks = da.reshape(*da.shape[:-1], 4, k, s)
-    out = jnp.einsum("...gkj,kigj->...ki", blocks, w_h.reshape(k, s, 4, s))
+    blocks = da.reshape(*da.shape[:-1], 4, k, s).astype(w_h.dtype)
+    out = jnp.einsum(
+        "...gkj,kigj->...ki", blocks, w_h.reshape(k, s, 4, s),
+        preferred_element_type=working(w_h.dtype),
+    )  # fmt: skip
     return out.reshape(*da.shape[:-1], k * s)
 
 
@@ -243,7 +251,8 @@ def _recurrent(params: SLSTMParams, carry: SLSTMState, ax, recurrent_mask=None):
     sel = jnp.where(m_f > a_i, one, jnp.where(m_f == a_i, one / 2, zero))
     sel = jnp.where(empty, zero, sel)
     residuals = (i, f, z, o, c, n, sel, jax.nn.sigmoid(-a_f))
-    return SLSTMState(h=h, c=c, n=n, m=m), h, residuals
+    state = like(SLSTMState(h=h, c=c, n=n, m=m), carry)
+    return state, state.h, residuals
 
 
 # The fused gradient (see jaxrnn.rules.fused) ----------------------------------------------

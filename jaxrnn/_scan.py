@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -235,7 +234,7 @@ def scan_bound(
     step = bound.step
     # The step's own trace-time checks, with its messages (a rule would otherwise
     # report problems in its own terms), and the shape of what it returns.
-    _check_step_output(step, params, carry, jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype))
+    _check_step_output(step, params, carry, xs)
     if rule is not None:
 
         def loop(carry, inputs):
@@ -317,9 +316,11 @@ def _time_shard(bound: Bound, rule, axis_name, gradient, remat, xs):
     return index * length, devices * length
 
 
-def _check_step_output(step, params, carry, x) -> None:
-    """``step(params, carry, x)`` must return ``(carry, y)``, the carry as it came in."""
-    out = jax.eval_shape(functools.partial(step, params), carry, x)
+def _check_step_output(step, params, carry, xs) -> None:
+    """``step(params, carry, x)`` must return ``(carry, y)``, the carry as it came in.
+
+    Traced abstractly on a step of ``xs`` (its type, sharding included)."""
+    out = jax.eval_shape(lambda carry, xs: step(params, carry, xs[0]), carry, xs)
     if not (isinstance(out, tuple) and len(out) == 2):
         if isinstance(out, tuple):
             got = f"a tuple of {len(out)}"

@@ -91,6 +91,14 @@ def contracted(a, b) -> dict:
     return {"out_sharding": _spec(a, (left[-1], right[-1]))}
 
 
+def summed(x, ndim: int) -> dict:
+    """``out_sharding`` for a product of ``ndim`` axes that sums ``x``'s sharded leading
+    axes away: ``{}`` unless they are sharded, else a result whole on every device."""
+    if not any(parts(x)):
+        return {}
+    return {"out_sharding": _spec(x, (None,) * ndim)}
+
+
 def unsplit_time(x):
     """``x`` whole along its leading (time) axis: a sequential scan needs every step
     on every device that holds a sequence, so a time-sharded ``x`` is gathered."""

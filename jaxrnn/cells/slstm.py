@@ -9,7 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _initializers
+from jaxrnn import _checks, _initializers, _sharding
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._params import SIZES, bias, pytree_dataclass
 from jaxrnn._precision import like, matmul, working
@@ -295,9 +295,10 @@ def _param_grads(params, xs, carries_in, residuals, dgs, options):
     k, s = params.w_h.shape[:2]
     h_ins = fused.masked_inputs(carries_in.h, options)
     dw_x, db, dxs = fused.input_grads(params.w_x, xs, dgs)
-    rows = h_ins.reshape(-1, k, s)
-    d_rows = dgs.reshape(-1, 4, k, s)
-    dw_h = jnp.einsum("tki,tgkj->kigj", rows, d_rows).reshape(k, s, 4 * s)
+    rows = h_ins.reshape(*h_ins.shape[:-1], k, s)  # all steps and sequences: the leading axes
+    d_rows = dgs.reshape(*dgs.shape[:-1], 4, k, s)
+    dw_h = jnp.einsum("...ki,...gkj->kigj", rows, d_rows, **_sharding.summed(rows, 4))
+    dw_h = dw_h.reshape(k, s, 4 * s)
     return dataclasses.replace(params, w_x=dw_x, w_h=dw_h, b=db), dxs
 
 

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrnn import _sharding
 from jaxrnn._masking import where
 from jaxrnn.rules.base import ScanRule
 
@@ -197,7 +198,10 @@ def matrix_scan(inputs, carry, carry0=None, keep=None, reset=None, *, chunk=CHUN
     else:
         (c, n, m), h_tilde = lax.scan(body, flat(carry[1:]), xs)
     # (chunks, N, K, L, s) -> (T, *batch, K*s)
-    h_tilde = jnp.moveaxis(h_tilde, 3, 1).reshape(chunks * steps, *batch, heads * size)[:length]
+    h_tilde = jnp.moveaxis(h_tilde, 3, 1)
+    h_tilde = h_tilde.reshape(*h_tilde.shape[:3], heads * size)
+    h_tilde = _sharding.reshape(h_tilde, (chunks * steps, *batch, heads * size), 1 + len(batch))
+    h_tilde = h_tilde[:length]
     ys = inputs.o * h_tilde
     final_h = ys[-1]  # without lengths, the last step ran for every sequence
     if keep is not None:

@@ -38,6 +38,7 @@ from jaxrnn.cells import LSTMParams as LSTMParams
 from jaxrnn.cells import MGUParams as MGUParams
 from jaxrnn.cells import MinGRUParams as MinGRUParams
 from jaxrnn.cells import MinLSTMParams as MinLSTMParams
+from jaxrnn.cells import RGLRUParams as RGLRUParams
 from jaxrnn.cells import RNNParams as RNNParams
 from jaxrnn.cells import conv_lstm_init as conv_lstm_init
 from jaxrnn.cells import conv_lstm_step as conv_lstm_step
@@ -51,6 +52,8 @@ from jaxrnn.cells import mingru_init as mingru_init
 from jaxrnn.cells import mingru_step as mingru_step
 from jaxrnn.cells import minlstm_init as minlstm_init
 from jaxrnn.cells import minlstm_step as minlstm_step
+from jaxrnn.cells import rglru_init as rglru_init
+from jaxrnn.cells import rglru_step as rglru_step
 from jaxrnn.cells import rnn_init as rnn_init
 from jaxrnn.cells import rnn_step as rnn_step
 from jaxrnn.rules import FusedGradient as FusedGradient

@@ -82,6 +82,8 @@ CASES = {
     ),
     "mingru": Case("mingru", reference.mingru),
     "minlstm": Case("minlstm", reference.minlstm),
+    "rglru": Case("rglru", reference.rglru, {"num_heads": 2}),
+    "rglru_one_head": Case("rglru", reference.rglru, {"c": 3.0}, variant=True),
 }
 
 
@@ -165,9 +167,9 @@ def binary_mask(seed, shape, dtype=jnp.float32):
 
 
 def numpy_carry(carry):
-    """A carry as the NumPy references take it: an array, or the tuple ``(h, c)``."""
-    if isinstance(carry, jaxrnn.LSTMState):
-        return (np.asarray(carry.h), np.asarray(carry.c))
+    """A carry as the NumPy references take it: an array, or a tuple such as ``(h, c)``."""
+    if isinstance(carry, tuple):  # LSTMState, SegmentState
+        return tuple(np.asarray(a) for a in carry)
     return np.asarray(carry)
 
 

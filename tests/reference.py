@@ -162,6 +162,25 @@ def minlstm(p, h, x, mask=None):
     return h, h
 
 
+def rglru(p, carry, x, mask=None):
+    """The RG-LRU; ``carry = (h, started)``, a segment's first step where ``started == 0``."""
+    assert mask is None
+    h, started = f64(carry[0]), f64(carry[1])[..., None]
+    u = f64(x) if p.w_x is None else f64(x) @ f64(p.w_x) + f64(p.b_x)
+
+    def gate(w, b):
+        n, k = w.shape[:2]
+        blocks = [u[..., j * k : (j + 1) * k] @ f64(w[j]) for j in range(n)]
+        return sigmoid(np.concatenate(blocks, axis=-1) + f64(b))
+
+    r, i = gate(p.w_a, p.b_a), gate(p.w_i, p.b_i)
+    a = np.exp(-p.c * r * np.log1p(np.exp(f64(p.lam))))
+    inside = a * h + np.sqrt(1 - a**2) * i * u  # started == 1
+    first = i * u  # started == 0: RecurrentGemma's segment_pos == 0
+    h = started * inside + (1 - started) * first
+    return (h, np.ones_like(started[..., 0])), h
+
+
 def run(cell, p, carry, xs):
     """Python loop over time; returns (final carry, stacked outputs)."""
     ys = []

@@ -24,6 +24,9 @@ from jaxrnn.cells.mingru import mingru_step as mingru_step
 from jaxrnn.cells.minlstm import MinLSTMParams as MinLSTMParams
 from jaxrnn.cells.minlstm import minlstm_init as minlstm_init
 from jaxrnn.cells.minlstm import minlstm_step as minlstm_step
+from jaxrnn.cells.rglru import RGLRUParams as RGLRUParams
+from jaxrnn.cells.rglru import rglru_init as rglru_init
+from jaxrnn.cells.rglru import rglru_step as rglru_step
 from jaxrnn.cells.rnn import RNNParams as RNNParams
 from jaxrnn.cells.rnn import rnn_init as rnn_init
 from jaxrnn.cells.rnn import rnn_step as rnn_step

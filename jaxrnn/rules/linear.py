@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,7 @@ from jax import lax
 
 from jaxrnn._masking import where
 from jaxrnn.rules.base import ScanRule
+from jaxrnn.rules.segments import SegmentState, segment_flags
 
 #: The block length :func:`linear_scan` uses by default (see the module docstring).
 BLOCK = 16
@@ -79,6 +80,10 @@ class LinearRecurrence(ScanRule):
             bfloat16 params accumulate in float32, and the outputs are cast back
             to the carry's dtype). The same function must define the cell's step.
         block: the block length passed to :func:`linear_scan`.
+        segments: the carry is a :class:`jaxrnn.rules.SegmentState` ``(h, started)``
+            and a segment's first step differs from the others (the RG-LRU):
+            ``coefficients(params, xs, started)`` then takes each step's flag
+            ``started (T, *batch)`` (see :mod:`jaxrnn.rules.segments`).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn
@@ -91,8 +96,9 @@ class LinearRecurrence(ScanRule):
         True
     """
 
-    coefficients: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
+    coefficients: Callable[..., tuple[jax.Array, jax.Array]]
     block: int = BLOCK
+    segments: bool = False
 
     #: The carry after a slice depends on the carry before it only through one
     #: affine map, so slices of the sequence on several devices can be composed.
@@ -109,8 +115,16 @@ class LinearRecurrence(ScanRule):
         """
         del unroll  # there is no sequential loop to unroll
         del options  # a linear recurrence takes none (step_options is empty)
-        a, b = self.coefficients(params, xs)
-        h_in, h0 = carry.astype(a.dtype), carry0.astype(a.dtype)
+        state, state0 = (carry.h, carry0.h) if self.segments else (carry, carry0)
+        if self.segments:
+            started, after = segment_flags(
+                carry.started, carry0.started, keep, reset, xs.shape[0],
+                reverse=reverse, axis_name=axis_name,
+            )  # fmt: skip
+            a, b = self.coefficients(params, xs, started)
+        else:
+            a, b = self.coefficients(params, xs)
+        h_in, h0 = state.astype(a.dtype), state0.astype(a.dtype)
         if reset is not None:  # the step from the initial carry: A_t H_0 + B_t
             b = b + where(reset, a * h0[None], jnp.zeros_like(b))
             a = where(reset, jnp.zeros_like(a), a)
@@ -124,11 +138,12 @@ class LinearRecurrence(ScanRule):
         else:
             hs = linear_scan(a, b, h_in, reverse=reverse, block=self.block)
             if xs.shape[0] == 0:
-                return carry, hs.astype(carry.dtype)
+                return carry, hs.astype(state.dtype)
             final = hs[0] if reverse else hs[-1]
         if keep is not None:
             hs = where(keep, hs, jnp.zeros_like(hs))
-        return final.astype(carry.dtype), hs.astype(carry.dtype)
+        final, hs = final.astype(state.dtype), hs.astype(state.dtype)
+        return (SegmentState(final, after) if self.segments else final), hs
 
 
 def linear_step(coefficients, params, carry, x):

@@ -464,7 +464,7 @@ def test_time_sharded_scan_equals_the_documented_loop(case):
 
     def sharded_first(params, xs, resets, devices, options):
         finals, ys = sharded(params, xs, resets, devices, options)
-        return finals[0], ys
+        return jax.tree.map(lambda a: a[0], finals), ys
 
     def looped(params, xs, resets, devices, options):
         return reference_scan(c.step, params, xs, resets=resets, **options)
@@ -483,7 +483,8 @@ def test_time_sharded_scan_equals_the_documented_loop(case):
 
     for run, (finals, got, want) in zip(runs, both(params), strict=True):
         for k in range(run[0]):  # the same final carry on every device
-            np.testing.assert_array_equal(finals[k], finals[0])
+            for leaf in jax.tree.leaves(finals):
+                np.testing.assert_array_equal(leaf[k], leaf[0])
         try:
             tree_close(got, want, 1e-5, 1e-5)
         except AssertionError as error:

@@ -1,0 +1,279 @@
+"""The RG-LRU (De et al. 2024, "Griffin"): the gated linear recurrence of Hawk and
+RecurrentGemma."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn import _checks, _initializers
+from jaxrnn._cell import Cell, register_cell
+from jaxrnn._params import SIZES, bias, pytree_dataclass, static
+from jaxrnn.rules.linear import LinearRecurrence
+from jaxrnn.rules.segments import SegmentState
+
+#: The bound on the derivative of the square root in ``sqrt(1 - a²)`` (as RecurrentGemma's).
+MAX_SQRT_GRADIENT = 1000.0
+
+
+@pytree_dataclass
+class RGLRUParams:
+    """Parameters of an RG-LRU cell (RecurrentGemma's ``RGLRU`` layer, real form).
+
+    ``n`` is the number of heads, ``k = h / n`` the width of one.
+
+    Attributes:
+        w_a: the recurrence gate's block-diagonal weights ``(n, k, k)`` (RecurrentGemma's
+            ``a_gate.w``); head ``j`` maps features ``j*k:(j+1)*k`` to the same ones.
+        b_a: its bias ``(h,)`` (``a_gate.b``, flattened).
+        w_i: the input gate's block-diagonal weights ``(n, k, k)`` (``input_gate.w``).
+        b_i: its bias ``(h,)`` (``input_gate.b``, flattened).
+        lam: ``Λ (h,)``, the base decay ``exp(-softplus(Λ))`` (``a_param``).
+        w_x: with an input projection: ``(d, h)``, else ``None`` (``d = h``).
+        b_x: with an input projection: its bias ``(h,)``, else ``None``.
+        c: the constant ``c`` of ``log a = -c r softplus(Λ)``, static.
+    """
+
+    w_a: jax.Array
+    b_a: jax.Array
+    w_i: jax.Array
+    b_i: jax.Array
+    lam: jax.Array
+    w_x: jax.Array | None = None
+    b_x: jax.Array | None = None
+    c: float = static(8.0)
+
+    def __post_init__(self):
+        _checks.finite_number(self.c, "c")
+
+    @property
+    def hidden_size(self) -> int:
+        """``h``, the size of the state and the output."""
+        return self.lam.shape[-1]
+
+    @property
+    def input_size(self) -> int:
+        """``d``: the rows of ``w_x``, or ``h`` without a projection."""
+        return self.hidden_size if self.w_x is None else self.w_x.shape[-2]
+
+    @property
+    def output_size(self) -> int:
+        """The size of ``y = H_t``: ``h``."""
+        return self.hidden_size
+
+    def check(self):
+        """Checks the fields against each other (at trace time, naming the field)."""
+        projected = self.w_x is not None
+        _checks.present(self.b_x, projected, "params.b_x", f"w_x {'given' if projected else None}")
+        ranks = {"w_a": 3, "b_a": 1, "w_i": 3, "b_i": 1, "lam": 1}
+        ranks |= {"w_x": 2, "b_x": 1} if projected else {}
+        _checks.check_params(self, ranks, self._shapes)
+
+    def _shapes(self):
+        h, (n, k) = self.hidden_size, self.w_a.shape[:2]
+        if n * k != h:
+            raise ValueError(
+                f"params.w_a: expected (num_heads, h / num_heads, h / num_heads) blocks for "
+                f"h={h}, got shape {tuple(self.w_a.shape)}"
+            )
+        shapes = {"w_a": (n, k, k), "w_i": (n, k, k), "b_a": (h,), "b_i": (h,)}
+        return shapes | ({"w_x": (self.input_size, h), "b_x": (h,)} if self.w_x is not None else {})
+
+    def check_step(self, carry, x):
+        """Checks params, ``carry`` (a ``SegmentState``) and ``x``; returns ``x``."""
+        self.check()
+        if not isinstance(carry, SegmentState):
+            got = f"an array of shape {carry.shape}" if hasattr(carry, "shape") else type(carry)
+            raise TypeError(
+                f"carry: expected a jaxrnn.rules.SegmentState(h, started), got {got}; "
+                "see jaxrnn.initial_carry"
+            )
+        x = _checks.check_step_args(
+            x, {"carry.h": carry.h}, self.input_size, self.hidden_size, self.lam.dtype
+        )
+        _checks.check_shape(carry.started, x.shape[:-1], "carry.started", "x's batch shape")
+        _checks.check_dtype(carry.started, self.lam.dtype, "carry.started")
+        return x
+
+
+def rglru_init(
+    key,
+    input_size: int,
+    hidden_size: int,
+    *,
+    num_heads: int = 1,
+    c: float = 8.0,
+    min_rad: float = 0.9,
+    max_rad: float = 0.999,
+    input_projection: bool | None = None,
+    dtype=jnp.float32,
+):
+    """Initialises an RG-LRU cell as RecurrentGemma initialises its ``RGLRU`` layer.
+
+    ``Λ`` is drawn so that the square of the base decay ``exp(-softplus(Λ))`` is
+    uniform in ``[min_rad², max_rad²]`` (uniform over the area of that ring); the
+    gates' blocks are normal with variance ``1/h`` (RecurrentGemma's fan-in of a
+    block-diagonal layer), their biases zero. The layer maps ``h`` features to
+    ``h``: with ``input_size != hidden_size`` (a stack's upper layers, a
+    bidirectional one's inputs) a projection ``w_x (d, h)`` (LeCun normal) and
+    ``b_x`` (zero) come first.
+
+    Args:
+        key: a PRNG key.
+        input_size, hidden_size: ``d`` and ``h``.
+        num_heads: the number of diagonal blocks ``n`` of the gates; it divides ``h``.
+        c: the constant of the decay, ``log a = -c r softplus(Λ)``.
+        min_rad, max_rad: the ring of the base decay, ``0 < min_rad < max_rad < 1``.
+        input_projection: ``None`` (default): a projection exactly when ``d != h``;
+            ``True`` also when they are equal; ``False`` refuses ``d != h``.
+        dtype: the params' floating-point dtype.
+
+    Example:
+        >>> import jax, jaxrnn
+        >>> p = jaxrnn.rglru_init(jax.random.key(0), 8, 8, num_heads=2)
+        >>> p.w_a.shape, p.lam.shape, p.w_x
+        ((2, 4, 4), (8,), None)
+    """
+    _initializers.check_sizes(input_size, hidden_size)
+    dtype = _checks.float_dtype(dtype)
+    _checks.positive_int(num_heads, "num_heads")
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"num_heads: expected a divisor of hidden_size={hidden_size}, got {num_heads}"
+        )
+    _checks.finite_number(c, "c")
+    _checks.finite_number(min_rad, "min_rad")
+    _checks.finite_number(max_rad, "max_rad")
+    if not 0 < min_rad < max_rad < 1:
+        raise ValueError(
+            f"min_rad, max_rad: expected 0 < min_rad < max_rad < 1, got {min_rad}, {max_rad}"
+        )
+    if input_projection is None:
+        input_projection = input_size != hidden_size
+    elif not _checks.boolean(input_projection, "input_projection") and input_size != hidden_size:
+        raise ValueError(
+            f"input_projection: expected True or None for input_size={input_size} != "
+            f"hidden_size={hidden_size} (the recurrence maps h features to h), got False"
+        )
+    k_a, k_i, k_lam, k_x = jax.random.split(key, 4)
+    k, working = hidden_size // num_heads, jnp.promote_types(dtype, jnp.float32)
+    gate = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+    blocks = lambda key: gate(key, (num_heads, k, k), working).astype(dtype)
+    square = jax.random.uniform(k_lam, (hidden_size,), working, min_rad**2, max_rad**2)
+    # softplus(Λ) = -log(base decay) = -log(square) / 2; Λ = softplus⁻¹ of it.
+    lam = jnp.log(jnp.expm1(-0.5 * jnp.log(square)))
+    zeros = jnp.zeros((hidden_size,), dtype)
+    w_x = b_x = None
+    if input_projection:
+        w_x = _initializers.input_weights(k_x, input_size, hidden_size, 1, dtype)
+        b_x = zeros
+    return RGLRUParams(blocks(k_a), zeros, blocks(k_i), zeros, lam.astype(dtype), w_x, b_x, c)
+
+
+def rglru_step(params: RGLRUParams, carry: SegmentState, x: jax.Array):
+    r"""One step of the RG-LRU.
+
+    .. math::
+        U_t &= X_t \quad (\text{or } X_t W_x + b_x \text{ with a projection}) \\
+        r_t &= \sigma(U_t W_a + b_a), \qquad i_t = \sigma(U_t W_i + b_i) \\
+        \log a_t &= -c \, r_t \odot \operatorname{softplus}(\Lambda) \\
+        H_t &= a_t \odot H_{t-1} + \sqrt{1 - a_t^2} \odot (i_t \odot U_t)
+
+    ``W_a`` and ``W_i`` are block-diagonal (``num_heads`` blocks). The first step
+    of a segment (``carry.started == 0``: the zero carry, or after a reset) is
+    ``H_t = i_t ⊙ U_t``, as RecurrentGemma computes a step with ``segment_pos ==
+    0`` (``a_t = 0`` and no ``sqrt(1 - a_t²)``); see
+    :class:`jaxrnn.rules.SegmentState`. The derivative of the square root is
+    bounded by ``MAX_SQRT_GRADIENT`` (1000), as RecurrentGemma bounds it: near
+    ``a_t = 1`` the true one grows without bound.
+
+    Every coefficient is known from the input, so :func:`jaxrnn.scan` solves the
+    recurrence in parallel over time (:class:`jaxrnn.LinearRecurrence`, which
+    also shards the time axis); this step is its definition.
+
+    Args:
+        params: an :class:`RGLRUParams`.
+        carry: a :class:`jaxrnn.rules.SegmentState`: ``h (*batch, h)`` and
+            ``started (*batch,)``.
+        x: ``X_t``, shape ``(*batch, d)``.
+
+    Returns:
+        ``(SegmentState(H_t, 1), H_t)``. The gates are computed in at least float32
+        (bfloat16 params accumulate in float32), the update cast to the carry's dtype.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.rglru_init(jax.random.key(0), 4, 4)
+        >>> carry = jaxrnn.initial_carry(p, (2,))
+        >>> carry, y = jaxrnn.rglru_step(p, carry, jnp.ones((2, 4)))
+        >>> y.shape, carry.started.tolist()
+        ((2, 4), [1.0, 1.0])
+    """
+    x = params.check_step(carry, x)
+    a, b = rglru_coefficients(params, x, carry.started)
+    h = (a * carry.h.astype(a.dtype) + b).astype(carry.h.dtype)
+    return SegmentState(h, jnp.ones_like(carry.started)), h
+
+
+def rglru_coefficients(params: RGLRUParams, x: jax.Array, started: jax.Array):
+    """``(A, B)`` of ``H_t = A ⊙ H_{t-1} + B`` for inputs ``x (..., d)``, flags ``started (...)``.
+
+    The one place the RG-LRU equations are written: the step applies them to
+    one input, :func:`jaxrnn.scan` to all steps at once.
+    """
+    params.check()
+    working = jnp.promote_types(params.lam.dtype, jnp.float32)
+    u = x.astype(working)
+    if params.w_x is not None:
+        u = jnp.matmul(x, params.w_x, preferred_element_type=working)
+        u = u + bias(params.b_x.astype(working), u)
+    r = jax.nn.sigmoid(block_diagonal(u, params.w_a, params.b_a))
+    i = jax.nn.sigmoid(block_diagonal(u, params.w_i, params.b_i))
+    log_a = -params.c * r * bias(jax.nn.softplus(params.lam.astype(working)), r)
+    # exp(2 log a) rather than a², as RecurrentGemma: the same value it rounds.
+    a, a_squared = jnp.exp(log_a), jnp.exp(2 * log_a)
+    s = started.astype(working)[..., None]
+    scale = s * bounded_sqrt(1 - a_squared) + (1 - s)
+    return a * s, scale * (i * u)
+
+
+def block_diagonal(u, w, b):
+    """``u (..., n*k)`` times the block-diagonal ``w (n, k, k)``, plus ``b (n*k,)``."""
+    n, k = w.shape[:2]
+    blocks = u.reshape(*u.shape[:-1], n, k)
+    out = jnp.einsum("...ni,nij->...nj", blocks, w, preferred_element_type=u.dtype)
+    out = out.reshape(u.shape)
+    return out + bias(b.astype(u.dtype), out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=())
+def bounded_sqrt(x):
+    """``sqrt(x)``, whose derivative is that at ``max(x, 1 / (4 MAX_SQRT_GRADIENT²))``."""
+    return jnp.sqrt(x)
+
+
+def _bounded_sqrt_fwd(x):
+    return jnp.sqrt(x), x
+
+
+def _bounded_sqrt_bwd(x, g):
+    floor = 1 / (4 * MAX_SQRT_GRADIENT**2)
+    return (g * 0.5 * jax.lax.rsqrt(jnp.maximum(x, floor)),)
+
+
+bounded_sqrt.defvjp(_bounded_sqrt_fwd, _bounded_sqrt_bwd)
+
+
+def rglru_zeros(params: RGLRUParams, batch_shape=()):
+    """The zero :class:`jaxrnn.rules.SegmentState`: a segment's start, from ``H = 0``."""
+    batch = _checks.batch_tuple(batch_shape)
+    dtype = params.lam.dtype
+    return SegmentState(jnp.zeros((*batch, params.hidden_size), dtype), jnp.zeros(batch, dtype))
+
+
+_RULE = LinearRecurrence(rglru_coefficients, segments=True)
+RGLRU = register_cell(
+    Cell("rglru", rglru_init, rglru_step, RGLRUParams, rglru_zeros, _RULE, hidden="h", **SIZES)
+)

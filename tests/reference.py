@@ -166,7 +166,7 @@ def rglru(p, carry, x, mask=None):
     """The RG-LRU; ``carry = (h, started)``, a segment's first step where ``started == 0``."""
     assert mask is None
     h, started = f64(carry[0]), f64(carry[1])[..., None]
-    u = f64(x) if p.w_x is None else f64(x) @ f64(p.w_x) + f64(p.b_x)
+    u = f64(x) if p.w_in is None else f64(x) @ f64(p.w_in) + f64(p.b_in)
 
     def gate(w, b):
         n, k = w.shape[:2]

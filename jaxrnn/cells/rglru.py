@@ -31,8 +31,8 @@ class RGLRUParams:
         w_i: the input gate's block-diagonal weights ``(n, k, k)`` (``input_gate.w``).
         b_i: its bias ``(h,)`` (``input_gate.b``, flattened).
         lam: ``Λ (h,)``, the base decay ``exp(-softplus(Λ))`` (``a_param``).
-        w_x: with an input projection: ``(d, h)``, else ``None`` (``d = h``).
-        b_x: with an input projection: its bias ``(h,)``, else ``None``.
+        w_in: with an input projection: ``(d, h)``, else ``None`` (``d = h``).
+        b_in: with an input projection: its bias ``(h,)``, else ``None``.
         c: the constant ``c`` of ``log a = -c r softplus(Λ)``, static.
     """
 
@@ -41,8 +41,8 @@ class RGLRUParams:
     w_i: jax.Array
     b_i: jax.Array
     lam: jax.Array
-    w_x: jax.Array | None = None
-    b_x: jax.Array | None = None
+    w_in: jax.Array | None = None
+    b_in: jax.Array | None = None
     c: float = static(8.0)
 
     def __post_init__(self):
@@ -55,8 +55,8 @@ class RGLRUParams:
 
     @property
     def input_size(self) -> int:
-        """``d``: the rows of ``w_x``, or ``h`` without a projection."""
-        return self.hidden_size if self.w_x is None else self.w_x.shape[-2]
+        """``d``: the rows of ``w_in``, or ``h`` without a projection."""
+        return self.hidden_size if self.w_in is None else self.w_in.shape[-2]
 
     @property
     def output_size(self) -> int:
@@ -65,10 +65,12 @@ class RGLRUParams:
 
     def check(self):
         """Checks the fields against each other (at trace time, naming the field)."""
-        projected = self.w_x is not None
-        _checks.present(self.b_x, projected, "params.b_x", f"w_x {'given' if projected else None}")
+        projected = self.w_in is not None
+        _checks.present(
+            self.b_in, projected, "params.b_in", f"w_in {'given' if projected else None}"
+        )
         ranks = {"w_a": 3, "b_a": 1, "w_i": 3, "b_i": 1, "lam": 1}
-        ranks |= {"w_x": 2, "b_x": 1} if projected else {}
+        ranks |= {"w_in": 2, "b_in": 1} if projected else {}
         _checks.check_params(self, ranks, self._shapes)
 
     def _shapes(self):
@@ -79,7 +81,9 @@ class RGLRUParams:
                 f"h={h}, got shape {tuple(self.w_a.shape)}"
             )
         shapes = {"w_a": (n, k, k), "w_i": (n, k, k), "b_a": (h,), "b_i": (h,)}
-        return shapes | ({"w_x": (self.input_size, h), "b_x": (h,)} if self.w_x is not None else {})
+        return shapes | (
+            {"w_in": (self.input_size, h), "b_in": (h,)} if self.w_in is not None else {}
+        )
 
     def check_step(self, carry, x):
         """Checks params, ``carry`` (a ``SegmentState``) and ``x``; returns ``x``."""
@@ -117,8 +121,8 @@ def rglru_init(
     gates' blocks are normal with variance ``1/h`` (RecurrentGemma's fan-in of a
     block-diagonal layer), their biases zero. The layer maps ``h`` features to
     ``h``: with ``input_size != hidden_size`` (a stack's upper layers, a
-    bidirectional one's inputs) a projection ``w_x (d, h)`` (LeCun normal) and
-    ``b_x`` (zero) come first.
+    bidirectional one's inputs) a projection ``w_in (d, h)`` (LeCun normal) and
+    ``b_in`` (zero) come first.
 
     Args:
         key: a PRNG key.
@@ -133,7 +137,7 @@ def rglru_init(
     Example:
         >>> import jax, jaxrnn
         >>> p = jaxrnn.rglru_init(jax.random.key(0), 8, 8, num_heads=2)
-        >>> p.w_a.shape, p.lam.shape, p.w_x
+        >>> p.w_a.shape, p.lam.shape, p.w_in
         ((2, 4, 4), (8,), None)
     """
     _initializers.check_sizes(input_size, hidden_size)
@@ -157,7 +161,7 @@ def rglru_init(
             f"input_projection: expected True or None for input_size={input_size} != "
             f"hidden_size={hidden_size} (the recurrence maps h features to h), got False"
         )
-    k_a, k_i, k_lam, k_x = jax.random.split(key, 4)
+    k_a, k_i, k_lam, k_in = jax.random.split(key, 4)
     k, working = hidden_size // num_heads, jnp.promote_types(dtype, jnp.float32)
     gate = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal")
     blocks = lambda key: gate(key, (num_heads, k, k), working).astype(dtype)
@@ -165,18 +169,18 @@ def rglru_init(
     # softplus(Λ) = -log(base decay) = -log(square) / 2; Λ = softplus⁻¹ of it.
     lam = jnp.log(jnp.expm1(-0.5 * jnp.log(square)))
     zeros = jnp.zeros((hidden_size,), dtype)
-    w_x = b_x = None
+    w_in = b_in = None
     if input_projection:
-        w_x = _initializers.input_weights(k_x, input_size, hidden_size, 1, dtype)
-        b_x = zeros
-    return RGLRUParams(blocks(k_a), zeros, blocks(k_i), zeros, lam.astype(dtype), w_x, b_x, c)
+        w_in = _initializers.input_weights(k_in, input_size, hidden_size, 1, dtype)
+        b_in = zeros
+    return RGLRUParams(blocks(k_a), zeros, blocks(k_i), zeros, lam.astype(dtype), w_in, b_in, c)
 
 
 def rglru_step(params: RGLRUParams, carry: SegmentState, x: jax.Array):
     r"""One step of the RG-LRU.
 
     .. math::
-        U_t &= X_t \quad (\text{or } X_t W_x + b_x \text{ with a projection}) \\
+        U_t &= X_t \quad (\text{or } X_t W_x + b_in \text{ with a projection}) \\
         r_t &= \sigma(U_t W_a + b_a), \qquad i_t = \sigma(U_t W_i + b_i) \\
         \log a_t &= -c \, r_t \odot \operatorname{softplus}(\Lambda) \\
         H_t &= a_t \odot H_{t-1} + \sqrt{1 - a_t^2} \odot (i_t \odot U_t)
@@ -226,9 +230,9 @@ def rglru_coefficients(params: RGLRUParams, x: jax.Array, started: jax.Array):
     params.check()
     working = jnp.promote_types(params.lam.dtype, jnp.float32)
     u = x.astype(working)
-    if params.w_x is not None:
-        u = jnp.matmul(x, params.w_x, preferred_element_type=working)
-        u = u + bias(params.b_x.astype(working), u)
+    if params.w_in is not None:
+        u = jnp.matmul(x, params.w_in, preferred_element_type=working)
+        u = u + bias(params.b_in.astype(working), u)
     r = jax.nn.sigmoid(block_diagonal(u, params.w_a, params.b_a))
     i = jax.nn.sigmoid(block_diagonal(u, params.w_i, params.b_i))
     log_a = -params.c * r * bias(jax.nn.softplus(params.lam.astype(working)), r)

@@ -32,5 +32,6 @@ from jaxrnn.rules.linear import input_projection as input_projection
 from jaxrnn.rules.linear import linear_scan as linear_scan
 from jaxrnn.rules.linear import linear_step as linear_step
 from jaxrnn.rules.linear import sharded_linear_scan as sharded_linear_scan
+from jaxrnn.rules.readout import ReadoutState as ReadoutState
 from jaxrnn.rules.segments import SegmentState as SegmentState
 from jaxrnn.rules.segments import segment_flags as segment_flags

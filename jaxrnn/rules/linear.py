@@ -55,6 +55,7 @@ from jax import lax
 
 from jaxrnn._masking import where
 from jaxrnn.rules.base import ScanRule
+from jaxrnn.rules.readout import ReadoutState, last_output
 from jaxrnn.rules.segments import SegmentState, segment_flags
 
 #: The block length :func:`linear_scan` uses by default (see the module docstring).
@@ -84,6 +85,11 @@ class LinearRecurrence(ScanRule):
             and a segment's first step differs from the others (the RG-LRU):
             ``coefficients(params, xs, started)`` then takes each step's flag
             ``started (T, *batch)`` (see :mod:`jaxrnn.rules.segments`).
+        readout: ``None``: the output is the state, ``y_t = H_t``. Otherwise
+            ``readout(params, xs, hs) -> ys``, the outputs of all steps from their
+            states ``hs (T, *batch, *state)``, and the carry is a
+            :class:`jaxrnn.rules.ReadoutState` ``(y, s)`` (S6, the LRU; see
+            :mod:`jaxrnn.rules.readout`). The state may have any trailing axes.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn
@@ -99,6 +105,7 @@ class LinearRecurrence(ScanRule):
     coefficients: Callable[..., tuple[jax.Array, jax.Array]]
     block: int = BLOCK
     segments: bool = False
+    readout: Callable[..., jax.Array] | None = None
 
     #: The carry after a slice depends on the carry before it only through one
     #: affine map, so slices of the sequence on several devices can be composed.
@@ -115,14 +122,15 @@ class LinearRecurrence(ScanRule):
         """
         del unroll  # there is no sequential loop to unroll
         del options  # a linear recurrence takes none (step_options is empty)
-        state, state0 = (carry.h, carry0.h) if self.segments else (carry, carry0)
         if self.segments:
+            state, state0 = carry.h, carry0.h
             started, after = segment_flags(
                 carry.started, carry0.started, keep, reset, xs.shape[0],
                 reverse=reverse, axis_name=axis_name,
             )  # fmt: skip
             a, b = self.coefficients(params, xs, started)
         else:
+            state, state0 = (carry.s, carry0.s) if self.readout else (carry, carry0)
             a, b = self.coefficients(params, xs)
         h_in, h0 = state.astype(a.dtype), state0.astype(a.dtype)
         if reset is not None:  # the step from the initial carry: A_t H_0 + B_t
@@ -131,19 +139,30 @@ class LinearRecurrence(ScanRule):
         if keep is not None:  # padding: the identity map
             a = where(keep, a, jnp.ones_like(a))
             b = where(keep, b, jnp.zeros_like(b))
-        if axis_name is not None:
-            hs, final = sharded_linear_scan(
-                a, b, h_in, axis_name, reverse=reverse, block=self.block
-            )
+        solve = functools.partial(self._solve, reverse=reverse, axis_name=axis_name)
+        hs, final = solve(a, b, h_in)
+        final = final.astype(state.dtype)
+        if self.readout is None:
+            ys = hs.astype(state.dtype)
         else:
-            hs = linear_scan(a, b, h_in, reverse=reverse, block=self.block)
-            if xs.shape[0] == 0:
-                return carry, hs.astype(state.dtype)
-            final = hs[0] if reverse else hs[-1]
+            ys = self.readout(params, xs, hs).astype(carry.y.dtype)
+            y_last = last_output(ys, carry.y, keep, reverse=reverse, solve=solve)
         if keep is not None:
-            hs = where(keep, hs, jnp.zeros_like(hs))
-        final, hs = final.astype(state.dtype), hs.astype(state.dtype)
-        return (SegmentState(final, after) if self.segments else final), hs
+            ys = where(keep, ys, jnp.zeros_like(ys))
+        if self.segments:
+            return SegmentState(final, after), ys
+        if self.readout is not None:
+            return ReadoutState(y_last.astype(carry.y.dtype), final), ys
+        return final, ys
+
+    def _solve(self, a, b, h_in, *, reverse, axis_name):
+        """``(hs, final)`` of the recurrence, over this device's slice where ``axis_name``."""
+        if axis_name is not None:
+            return sharded_linear_scan(a, b, h_in, axis_name, reverse=reverse, block=self.block)
+        hs = linear_scan(a, b, h_in, reverse=reverse, block=self.block)
+        if a.shape[0] == 0:
+            return hs, h_in
+        return hs, hs[0] if reverse else hs[-1]
 
 
 def linear_step(coefficients, params, carry, x):

@@ -40,6 +40,7 @@ from jaxrnn.cells import MinGRUParams as MinGRUParams
 from jaxrnn.cells import MinLSTMParams as MinLSTMParams
 from jaxrnn.cells import RGLRUParams as RGLRUParams
 from jaxrnn.cells import RNNParams as RNNParams
+from jaxrnn.cells import S6Params as S6Params
 from jaxrnn.cells import conv_lstm_init as conv_lstm_init
 from jaxrnn.cells import conv_lstm_step as conv_lstm_step
 from jaxrnn.cells import gru_init as gru_init
@@ -56,6 +57,8 @@ from jaxrnn.cells import rglru_init as rglru_init
 from jaxrnn.cells import rglru_step as rglru_step
 from jaxrnn.cells import rnn_init as rnn_init
 from jaxrnn.cells import rnn_step as rnn_step
+from jaxrnn.cells import s6_init as s6_init
+from jaxrnn.cells import s6_step as s6_step
 from jaxrnn.rules import FusedGradient as FusedGradient
 from jaxrnn.rules import LinearRecurrence as LinearRecurrence
 from jaxrnn.rules import ScanRule as ScanRule

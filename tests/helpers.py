@@ -84,6 +84,7 @@ CASES = {
     "minlstm": Case("minlstm", reference.minlstm),
     "rglru": Case("rglru", reference.rglru, {"num_heads": 2}),
     "rglru_one_head": Case("rglru", reference.rglru, {"c": 3.0}, variant=True),
+    "s6": Case("s6", reference.s6, {"state_size": 3, "dt_rank": 2}, variant=True),
 }
 
 

@@ -181,6 +181,25 @@ def rglru(p, carry, x, mask=None):
     return (h, np.ones_like(started[..., 0])), h
 
 
+def s6(p, carry, x, mask=None):
+    """Mamba's selective SSM, one channel at a time; ``carry = (y, s)``, ``s (..., h, N)``."""
+    assert mask is None
+    s = f64(carry[1])
+    u = f64(x) if p.w_in is None else f64(x) @ f64(p.w_in) + f64(p.b_in)
+    r, n = p.w_dt.shape[0], p.a_log.shape[1]
+    w_x = f64(p.w_x)
+    dt = np.log1p(np.exp(u @ w_x[:, :r] @ f64(p.w_dt) + f64(p.b_dt)))
+    b, c = u @ w_x[:, r : r + n], u @ w_x[:, r + n :]
+    a = -np.exp(f64(p.a_log))
+    new = np.empty_like(s)
+    y = np.empty_like(u)
+    for j in range(u.shape[-1]):
+        d_j = dt[..., j : j + 1]
+        new[..., j, :] = np.exp(d_j * a[j]) * s[..., j, :] + d_j * u[..., j : j + 1] * b
+        y[..., j] = np.sum(new[..., j, :] * c, axis=-1) + f64(p.d)[j] * u[..., j]
+    return (y, new), y
+
+
 def run(cell, p, carry, xs):
     """Python loop over time; returns (final carry, stacked outputs)."""
     ys = []

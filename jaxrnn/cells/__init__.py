@@ -30,3 +30,6 @@ from jaxrnn.cells.rglru import rglru_step as rglru_step
 from jaxrnn.cells.rnn import RNNParams as RNNParams
 from jaxrnn.cells.rnn import rnn_init as rnn_init
 from jaxrnn.cells.rnn import rnn_step as rnn_step
+from jaxrnn.cells.s6 import S6Params as S6Params
+from jaxrnn.cells.s6 import s6_init as s6_init
+from jaxrnn.cells.s6 import s6_step as s6_step

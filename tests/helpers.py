@@ -85,6 +85,7 @@ CASES = {
     "rglru": Case("rglru", reference.rglru, {"num_heads": 2}),
     "rglru_one_head": Case("rglru", reference.rglru, {"c": 3.0}, variant=True),
     "s6": Case("s6", reference.s6, {"state_size": 3, "dt_rank": 2}, variant=True),
+    "lru": Case("lru", reference.lru, {"state_size": 5}, variant=True),
 }
 
 

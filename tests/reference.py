@@ -200,6 +200,21 @@ def s6(p, carry, x, mask=None):
     return (y, new), y
 
 
+def lru(p, carry, x, mask=None):
+    """The LRU in complex128; ``carry = (y, s)``, ``s = [Re S, Im S]``."""
+    assert mask is None
+    s = f64(carry[1])
+    n = s.shape[-1] // 2
+    s = s[..., :n] + 1j * s[..., n:]
+    u = f64(x) if p.w_in is None else f64(x) @ f64(p.w_in) + f64(p.b_in)
+    lam = np.exp(-np.exp(f64(p.nu_log)) + 1j * np.exp(f64(p.theta_log)))
+    b = f64(p.b_re) + 1j * f64(p.b_im)
+    c = f64(p.c_re) + 1j * f64(p.c_im)
+    s = lam * s + np.exp(f64(p.gamma_log)) * (u @ b)
+    y = np.real(s @ c) + f64(p.d) * u
+    return (y, np.concatenate([s.real, s.imag], axis=-1)), y
+
+
 def run(cell, p, carry, xs):
     """Python loop over time; returns (final carry, stacked outputs)."""
     ys = []

@@ -12,6 +12,9 @@ from jaxrnn.cells.conv_lstm import conv_lstm_step as conv_lstm_step
 from jaxrnn.cells.gru import GRUParams as GRUParams
 from jaxrnn.cells.gru import gru_init as gru_init
 from jaxrnn.cells.gru import gru_step as gru_step
+from jaxrnn.cells.lru import LRUParams as LRUParams
+from jaxrnn.cells.lru import lru_init as lru_init
+from jaxrnn.cells.lru import lru_step as lru_step
 from jaxrnn.cells.lstm import LSTMParams as LSTMParams
 from jaxrnn.cells.lstm import lstm_init as lstm_init
 from jaxrnn.cells.lstm import lstm_step as lstm_step

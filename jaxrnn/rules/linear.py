@@ -36,7 +36,8 @@ steps measure alike.
 the other way, ``G_t = dH_t + A_{t+1} G_{t+1}``, with ``dA_t = G_t H_{t-1}`` and
 ``dB_t = G_t`` (a ``jax.custom_vjp``). It is solved for ``q_t = A_t G_t``, whose
 recurrence ``q_t = A_t q_{t+1} + A_t dH_t`` has the same coefficients: one more
-blocked scan instead of the transpose of every step of the first.
+blocked scan instead of the transpose of every step of the first. Complex
+coefficients (the LRU) take the same formulas: JAX's transposes conjugate nothing.
 
 This module knows no cell: a cell supplies ``coefficients(params, xs) -> (A, B)``
 and registers :class:`LinearRecurrence` as its scan rule.
@@ -55,7 +56,7 @@ from jax import lax
 
 from jaxrnn._masking import where
 from jaxrnn.rules.base import ScanRule
-from jaxrnn.rules.readout import ReadoutState, last_output
+from jaxrnn.rules.readout import ReadoutState, carried_state, last_output, working_state
 from jaxrnn.rules.segments import SegmentState, segment_flags
 
 #: The block length :func:`linear_scan` uses by default (see the module docstring).
@@ -90,6 +91,8 @@ class LinearRecurrence(ScanRule):
             states ``hs (T, *batch, *state)``, and the carry is a
             :class:`jaxrnn.rules.ReadoutState` ``(y, s)`` (S6, the LRU; see
             :mod:`jaxrnn.rules.readout`). The state may have any trailing axes.
+        complex_state: with a readout: the coefficients are complex, the carry holds
+            the state's real and imaginary parts as halves of its last axis (the LRU).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn
@@ -106,6 +109,7 @@ class LinearRecurrence(ScanRule):
     block: int = BLOCK
     segments: bool = False
     readout: Callable[..., jax.Array] | None = None
+    complex_state: bool = False
 
     #: The carry after a slice depends on the carry before it only through one
     #: affine map, so slices of the sequence on several devices can be composed.
@@ -120,8 +124,7 @@ class LinearRecurrence(ScanRule):
         of a sequence split over that mesh axis (:func:`sharded_linear_scan`);
         ``carry``, ``carry0`` and the returned carry are the whole sequence's.
         """
-        del unroll  # there is no sequential loop to unroll
-        del options  # a linear recurrence takes none (step_options is empty)
+        del unroll, options  # no sequential loop to unroll; no step options (step_options)
         if self.segments:
             state, state0 = carry.h, carry0.h
             started, after = segment_flags(
@@ -132,7 +135,7 @@ class LinearRecurrence(ScanRule):
         else:
             state, state0 = (carry.s, carry0.s) if self.readout else (carry, carry0)
             a, b = self.coefficients(params, xs)
-        h_in, h0 = state.astype(a.dtype), state0.astype(a.dtype)
+        h_in, h0 = (working_state(x, a.dtype, self.complex_state) for x in (state, state0))
         if reset is not None:  # the step from the initial carry: A_t H_0 + B_t
             b = b + where(reset, a * h0[None], jnp.zeros_like(b))
             a = where(reset, jnp.zeros_like(a), a)
@@ -141,17 +144,15 @@ class LinearRecurrence(ScanRule):
             b = where(keep, b, jnp.zeros_like(b))
         solve = functools.partial(self._solve, reverse=reverse, axis_name=axis_name)
         hs, final = solve(a, b, h_in)
-        final = final.astype(state.dtype)
-        if self.readout is None:
-            ys = hs.astype(state.dtype)
-        else:
-            ys = self.readout(params, xs, hs).astype(carry.y.dtype)
-            y_last = last_output(ys, carry.y, keep, reverse=reverse, solve=solve)
+        final = carried_state(final, state.dtype, self.complex_state)
+        ys = hs if self.readout is None else self.readout(params, xs, hs)
+        ys = ys.astype(state.dtype if self.readout is None else carry.y.dtype)
         if keep is not None:
             ys = where(keep, ys, jnp.zeros_like(ys))
         if self.segments:
             return SegmentState(final, after), ys
         if self.readout is not None:
+            y_last = last_output(ys, carry.y, keep, reverse=reverse, solve=solve)
             return ReadoutState(y_last.astype(carry.y.dtype), final), ys
         return final, ys
 

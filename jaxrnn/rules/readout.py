@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxrnn._masking import where
 
@@ -41,3 +42,19 @@ def last_output(ys, y0, keep, *, reverse, solve):
     a = where(keep, jnp.zeros_like(ys), jnp.ones_like(ys))
     b = where(keep, ys, jnp.zeros_like(ys))
     return solve(a, b, y0.astype(ys.dtype))[1]
+
+
+def working_state(s, dtype, complex_state: bool):
+    """A carried state in the dtype the recurrence runs in: ``s.astype(dtype)``, or, for
+    a complex state carried as real and imaginary halves ``(..., 2N)``, the complex ``(..., N)``."""
+    if not complex_state:
+        return s.astype(dtype)
+    real, imag = jnp.split(s.astype(jnp.finfo(dtype).dtype), 2, axis=-1)
+    return lax.complex(real, imag)
+
+
+def carried_state(s, dtype, complex_state: bool):
+    """The inverse of :func:`working_state`: the state as the carry holds it, in ``dtype``."""
+    if not complex_state:
+        return s.astype(dtype)
+    return jnp.concatenate([jnp.real(s), jnp.imag(s)], axis=-1).astype(dtype)

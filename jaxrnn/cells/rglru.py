@@ -3,19 +3,14 @@ RecurrentGemma."""
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _initializers
+from jaxrnn import _checks, _initializers, _rglru
 from jaxrnn._cell import Cell, register_cell
 from jaxrnn._params import SIZES, bias, pytree_dataclass, static
 from jaxrnn.rules.linear import LinearRecurrence
 from jaxrnn.rules.segments import SegmentState
-
-#: The bound on the derivative of the square root in ``sqrt(1 - a²)`` (as RecurrentGemma's).
-MAX_SQRT_GRADIENT = 1000.0
 
 
 @pytree_dataclass
@@ -142,18 +137,7 @@ def rglru_init(
     """
     _initializers.check_sizes(input_size, hidden_size)
     dtype = _checks.float_dtype(dtype)
-    _checks.positive_int(num_heads, "num_heads")
-    if hidden_size % num_heads:
-        raise ValueError(
-            f"num_heads: expected a divisor of hidden_size={hidden_size}, got {num_heads}"
-        )
-    _checks.finite_number(c, "c")
-    _checks.finite_number(min_rad, "min_rad")
-    _checks.finite_number(max_rad, "max_rad")
-    if not 0 < min_rad < max_rad < 1:
-        raise ValueError(
-            f"min_rad, max_rad: expected 0 < min_rad < max_rad < 1, got {min_rad}, {max_rad}"
-        )
+    _rglru.check_options(hidden_size, num_heads, c, min_rad, max_rad)
     if input_projection is None:
         input_projection = input_size != hidden_size
     elif not _checks.boolean(input_projection, "input_projection") and input_size != hidden_size:
@@ -161,19 +145,13 @@ def rglru_init(
             f"input_projection: expected True or None for input_size={input_size} != "
             f"hidden_size={hidden_size} (the recurrence maps h features to h), got False"
         )
-    k_a, k_i, k_lam, k_in = jax.random.split(key, 4)
-    k, working = hidden_size // num_heads, jnp.promote_types(dtype, jnp.float32)
-    gate = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal")
-    blocks = lambda key: gate(key, (num_heads, k, k), working).astype(dtype)
-    square = jax.random.uniform(k_lam, (hidden_size,), working, min_rad**2, max_rad**2)
-    # softplus(Λ) = -log(base decay) = -log(square) / 2; Λ = softplus⁻¹ of it.
-    lam = jnp.log(jnp.expm1(-0.5 * jnp.log(square)))
-    zeros = jnp.zeros((hidden_size,), dtype)
+    k_gates, k_in = jax.random.split(key)
+    gates = _rglru.init_gates(k_gates, hidden_size, num_heads, min_rad, max_rad, dtype)
     w_in = b_in = None
     if input_projection:
         w_in = _initializers.input_weights(k_in, input_size, hidden_size, 1, dtype)
-        b_in = zeros
-    return RGLRUParams(blocks(k_a), zeros, blocks(k_i), zeros, lam.astype(dtype), w_in, b_in, c)
+        b_in = jnp.zeros((hidden_size,), dtype)
+    return RGLRUParams(**gates, w_in=w_in, b_in=b_in, c=c)
 
 
 def rglru_step(params: RGLRUParams, carry: SegmentState, x: jax.Array):
@@ -190,7 +168,7 @@ def rglru_step(params: RGLRUParams, carry: SegmentState, x: jax.Array):
     ``H_t = i_t ⊙ U_t``, as RecurrentGemma computes a step with ``segment_pos ==
     0`` (``a_t = 0`` and no ``sqrt(1 - a_t²)``); see
     :class:`jaxrnn.rules.SegmentState`. The derivative of the square root is
-    bounded by ``MAX_SQRT_GRADIENT`` (1000), as RecurrentGemma bounds it: near
+    bounded by 1000, as RecurrentGemma bounds it: near
     ``a_t = 1`` the true one grows without bound.
 
     Every coefficient is known from the input, so :func:`jaxrnn.scan` solves the
@@ -224,8 +202,9 @@ def rglru_step(params: RGLRUParams, carry: SegmentState, x: jax.Array):
 def rglru_coefficients(params: RGLRUParams, x: jax.Array, started: jax.Array):
     """``(A, B)`` of ``H_t = A ⊙ H_{t-1} + B`` for inputs ``x (..., d)``, flags ``started (...)``.
 
-    The one place the RG-LRU equations are written: the step applies them to
-    one input, :func:`jaxrnn.scan` to all steps at once.
+    The step applies them to one input, :func:`jaxrnn.scan` to all steps at
+    once; the gates themselves are written once in the core, shared with
+    Griffin's recurrent block (:func:`jaxrnn.hawk_step`).
     """
     params.check()
     working = jnp.promote_types(params.lam.dtype, jnp.float32)
@@ -233,41 +212,8 @@ def rglru_coefficients(params: RGLRUParams, x: jax.Array, started: jax.Array):
     if params.w_in is not None:
         u = jnp.matmul(x, params.w_in, preferred_element_type=working)
         u = u + bias(params.b_in.astype(working), u)
-    r = jax.nn.sigmoid(block_diagonal(u, params.w_a, params.b_a))
-    i = jax.nn.sigmoid(block_diagonal(u, params.w_i, params.b_i))
-    log_a = -params.c * r * bias(jax.nn.softplus(params.lam.astype(working)), r)
-    # exp(2 log a) rather than a², as RecurrentGemma: the same value it rounds.
-    a, a_squared = jnp.exp(log_a), jnp.exp(2 * log_a)
-    s = started.astype(working)[..., None]
-    scale = s * bounded_sqrt(1 - a_squared) + (1 - s)
-    return a * s, scale * (i * u)
-
-
-def block_diagonal(u, w, b):
-    """``u (..., n*k)`` times the block-diagonal ``w (n, k, k)``, plus ``b (n*k,)``."""
-    n, k = w.shape[:2]
-    blocks = u.reshape(*u.shape[:-1], n, k)
-    out = jnp.einsum("...ni,nij->...nj", blocks, w, preferred_element_type=u.dtype)
-    out = out.reshape(u.shape)
-    return out + bias(b.astype(u.dtype), out)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=())
-def bounded_sqrt(x):
-    """``sqrt(x)``, whose derivative is that at ``max(x, 1 / (4 MAX_SQRT_GRADIENT²))``."""
-    return jnp.sqrt(x)
-
-
-def _bounded_sqrt_fwd(x):
-    return jnp.sqrt(x), x
-
-
-def _bounded_sqrt_bwd(x, g):
-    floor = 1 / (4 * MAX_SQRT_GRADIENT**2)
-    return (g * 0.5 * jax.lax.rsqrt(jnp.maximum(x, floor)),)
-
-
-bounded_sqrt.defvjp(_bounded_sqrt_fwd, _bounded_sqrt_bwd)
+    p = params
+    return _rglru.rglru_gates(u, p.w_a, p.b_a, p.w_i, p.b_i, p.lam, p.c, started)
 
 
 def rglru_zeros(params: RGLRUParams, batch_shape=()):

@@ -34,6 +34,8 @@ from jaxrnn._stack import stack_scan as stack_scan
 from jaxrnn._stack import stack_step as stack_step
 from jaxrnn.cells import ConvLSTMParams as ConvLSTMParams
 from jaxrnn.cells import GRUParams as GRUParams
+from jaxrnn.cells import HawkParams as HawkParams
+from jaxrnn.cells import HawkState as HawkState
 from jaxrnn.cells import LRUParams as LRUParams
 from jaxrnn.cells import LSTMParams as LSTMParams
 from jaxrnn.cells import MGUParams as MGUParams
@@ -46,6 +48,8 @@ from jaxrnn.cells import conv_lstm_init as conv_lstm_init
 from jaxrnn.cells import conv_lstm_step as conv_lstm_step
 from jaxrnn.cells import gru_init as gru_init
 from jaxrnn.cells import gru_step as gru_step
+from jaxrnn.cells import hawk_init as hawk_init
+from jaxrnn.cells import hawk_step as hawk_step
 from jaxrnn.cells import lru_init as lru_init
 from jaxrnn.cells import lru_step as lru_step
 from jaxrnn.cells import lstm_init as lstm_init

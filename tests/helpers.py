@@ -86,6 +86,7 @@ CASES = {
     "rglru_one_head": Case("rglru", reference.rglru, {"c": 3.0}, variant=True),
     "s6": Case("s6", reference.s6, {"state_size": 3, "dt_rank": 2}, variant=True),
     "lru": Case("lru", reference.lru, {"state_size": 5}, variant=True),
+    "hawk": Case("hawk", reference.hawk, {"lru_width": 4, "num_heads": 2}, variant=True),
 }
 
 

@@ -215,6 +215,27 @@ def lru(p, carry, x, mask=None):
     return (y, np.concatenate([s.real, s.imag], axis=-1)), y
 
 
+def gelu(a):
+    """The tanh approximation of GeLU."""
+    return 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a**3)))
+
+
+def hawk(p, carry, x, mask=None):
+    """Griffin's recurrent block; ``carry = (y, window, h, started)``."""
+    assert mask is None
+    _, window, h, started = (f64(a) for a in carry)
+    x = f64(x)
+    gate = gelu(x @ f64(p.w_y) + f64(p.b_y))
+    u = x @ f64(p.w_x) + f64(p.b_x)
+    full = np.concatenate([window * started[..., None, None], u[..., None, :]], axis=-2)
+    v = np.einsum("...kl,kl->...l", full, f64(p.w_conv)) + f64(p.b_conv)
+    params = type("RGLRU", (), {"w_in": None, "w_a": p.w_a, "b_a": p.b_a, "w_i": p.w_i,
+                                "b_i": p.b_i, "lam": p.lam, "c": p.c})  # fmt: skip
+    (h, started), _ = rglru(params, (h, started), v)
+    y = (h * gate) @ f64(p.w_out) + f64(p.b_out)
+    return (y, full[..., 1:, :], h, started), y
+
+
 def run(cell, p, carry, xs):
     """Python loop over time; returns (final carry, stacked outputs)."""
     ys = []

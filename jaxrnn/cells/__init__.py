@@ -12,6 +12,10 @@ from jaxrnn.cells.conv_lstm import conv_lstm_step as conv_lstm_step
 from jaxrnn.cells.gru import GRUParams as GRUParams
 from jaxrnn.cells.gru import gru_init as gru_init
 from jaxrnn.cells.gru import gru_step as gru_step
+from jaxrnn.cells.hawk import HawkParams as HawkParams
+from jaxrnn.cells.hawk import HawkState as HawkState
+from jaxrnn.cells.hawk import hawk_init as hawk_init
+from jaxrnn.cells.hawk import hawk_step as hawk_step
 from jaxrnn.cells.lru import LRUParams as LRUParams
 from jaxrnn.cells.lru import lru_init as lru_init
 from jaxrnn.cells.lru import lru_step as lru_step

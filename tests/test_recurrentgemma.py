@@ -15,7 +15,14 @@ modules = pytest.importorskip("recurrentgemma.jax.modules")
 common = pytest.importorskip("recurrentgemma.common")
 
 B, T, H, HEADS = 3, 10, 8, 2
-SCANS = ("LINEAR_NATIVE", "ASSOCIATIVE_NATIVE")
+# The fast lane runs one scan with resets for each layer; the full suite all four.
+slow = pytest.mark.slow
+RUNS = [
+    pytest.param("LINEAR_NATIVE", False, marks=slow),
+    ("LINEAR_NATIVE", True),
+    pytest.param("ASSOCIATIVE_NATIVE", False, marks=slow),
+    pytest.param("ASSOCIATIVE_NATIVE", True, marks=slow),
+]
 # Row 0 is one document; row 1 starts new ones at t = 3 and t = 8; row 2 at t = 5.
 SEGMENT_POS = np.array(
     [list(range(T)), [0, 1, 2, 0, 1, 2, 3, 4, 0, 1], [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]]
@@ -43,8 +50,7 @@ def _inputs():
     return xs, weights
 
 
-@pytest.mark.parametrize("scan", SCANS)
-@pytest.mark.parametrize("resets", [False, True], ids=["one_document", "segment_pos_resets"])
+@pytest.mark.parametrize(("scan", "resets"), RUNS)
 def test_rglru_equals_recurrentgemma(scan, resets):
     """``jaxrnn.scan`` of :func:`jaxrnn.rglru_step` on converted params, with ``resets =
     segment_pos == 0``, equals the layer: outputs, the cache, and the gradients of a
@@ -79,6 +85,7 @@ def test_rglru_equals_recurrentgemma(scan, resets):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@slow
 def test_rglru_continues_from_recurrentgemma_cache():
     """A cache and ``segment_pos > 0`` (decoding on) is a carry with ``started = 1``."""
     variables = _variables()
@@ -94,6 +101,7 @@ def test_rglru_continues_from_recurrentgemma_cache():
     np.testing.assert_allclose(final.h, want_cache, rtol=1e-5, atol=1e-6)
 
 
+@slow
 def test_rglru_init_draws_the_decay_as_recurrentgemma():
     """The base decay's square is uniform on ``[min_rad², max_rad²]``, as the layer's is:
     the same range and mean over many draws; the gates' block variance is ``1/h``."""
@@ -144,8 +152,7 @@ def _block_variables():
     return {"params": params}
 
 
-@pytest.mark.parametrize("scan", SCANS)
-@pytest.mark.parametrize("resets", [False, True], ids=["one_document", "segment_pos_resets"])
+@pytest.mark.parametrize(("scan", "resets"), RUNS)
 def test_hawk_equals_recurrentgemma_block(scan, resets):
     """``jaxrnn.scan`` of :func:`jaxrnn.hawk_step` on converted params equals Griffin's
     recurrent block: outputs, the RG-LRU's cache, and the gradients of the block's variables
@@ -184,6 +191,7 @@ def test_hawk_equals_recurrentgemma_block(scan, resets):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@slow
 def test_hawk_continues_from_recurrentgemma_cache():
     """Decoding one token at a time from the block's cache equals the steps from a carry
     with that window and state and ``started = 1``."""

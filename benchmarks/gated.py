@@ -18,6 +18,11 @@ median per call:
 
 S6 runs with ``state_size=16``; the LRU with ``N = h``; Hawk's block with
 ``lru_width = h`` and a convolution of width 4.
+
+:func:`parity` measures how far jaxrnn's RG-LRU and Hawk block are from
+RecurrentGemma's ``RGLRU`` and ``RecurrentBlock`` on the same parameters:
+outputs and the gradients of all parameters and inputs, for both scans, with
+one document per row and with ``segment_pos`` resets.
 """
 
 from __future__ import annotations
@@ -103,6 +108,65 @@ def _recurrentgemma_runs(B, T, d, common, layers):
     return runs
 
 
+def parity(B=2, T=48, d=32, heads=2) -> list[dict]:
+    """Max relative error (``max |ours - theirs| / max |theirs|`` over each array) of the
+    outputs and of the gradients of a weighted loss, per layer, scan and segmentation."""
+    try:
+        from recurrentgemma import common
+        from recurrentgemma.jax import layers, modules
+    except ImportError:
+        return []
+    x, w = _array((B, T, d), 0), _array((B, T, d), 1)
+    rng = np.random.default_rng(2)
+    starts = np.where(rng.random((B, T)) < 0.02, 0, 1)
+    starts[:, 0] = 0
+    resets = np.zeros((B, T), int)
+    for b in range(B):  # positions counting from each document's start
+        for t in range(1, T):
+            resets[b, t] = 0 if starts[b, t] == 0 else resets[b, t - 1] + 1
+    segmentations = {"one document": np.tile(np.arange(T), (B, 1)), "resets": resets}
+    rows = []
+    with jax.numpy_rank_promotion("allow"):
+        for layer_name, make, step in (
+            ("RGLRU", lambda s: layers.RGLRU(width=d, num_heads=heads, scan_type=s),
+             jaxrnn.rglru_step),
+            ("RecurrentBlock", lambda s: modules.RecurrentBlock(width=d, num_heads=heads,
+             scan_type=s), jaxrnn.hawk_step),
+        ):  # fmt: skip
+            variables = make(common.ScanType.LINEAR_NATIVE).init(
+                jax.random.key(0), x[:, :1], jnp.zeros((B, 1), int)
+            )
+            variables = jax.tree.map(  # random biases, so that they count
+                lambda a: a + 0.3 * jnp.asarray(rng.standard_normal(a.shape), a.dtype), variables
+            )
+            for scan in SCANS:
+                layer = make(getattr(common.ScanType, scan))
+                for seg_name, pos in segmentations.items():
+                    pos = jnp.asarray(pos)
+
+                    def theirs(v, x, layer=layer, pos=pos):
+                        return layer.apply(v, x, pos)[0]
+
+                    def ours(v, x, pos=pos, step=step):
+                        params = jaxrnn.interop.from_recurrentgemma(v)
+                        xs, resets = jnp.swapaxes(x, 0, 1), (pos == 0).T
+                        return jnp.swapaxes(jaxrnn.scan(step, params, xs, resets=resets)[1], 0, 1)
+
+                    errors = {}
+                    for name, f in (("theirs", theirs), ("ours", ours)):
+                        loss = lambda v, x, f=f: jnp.sum(w * f(v, x))
+                        errors[name] = jax.jit(lambda v, x, f=f, loss=loss: (
+                            f(v, x), jax.grad(loss, (0, 1))(v, x)))(variables, x)  # fmt: skip
+                    rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+                    (y_o, g_o), (y_t, g_t) = errors["ours"], errors["theirs"]
+                    grads = jax.tree.leaves(jax.tree.map(rel, g_o, g_t))
+                    rows.append({
+                        "layer": layer_name, "scan": scan, "segments": seg_name,
+                        "outputs": rel(y_o, y_t), "gradients": max(grads),
+                    })  # fmt: skip
+    return rows
+
+
 def case(shape, rounds, min_time, interleaved) -> dict:
     """Every run at ``shape``, interleaved in one set of rounds."""
     B, T, d = shape
@@ -120,7 +184,29 @@ def case(shape, rounds, min_time, interleaved) -> dict:
     return out
 
 
-def markdown(results, machine_lines) -> str:
+def parity_markdown(rows) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Parity with RecurrentGemma (B=2, T=48, d=32, 2 heads, float32)",
+        "",
+        "Max relative error `max |jaxrnn - RecurrentGemma| / max |RecurrentGemma|` of each"
+        " array, largest over the arrays: outputs, and gradients of a weighted loss with"
+        " respect to every parameter and the inputs.",
+        "",
+        "| layer | scan | segments | outputs | gradients |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layer']} | {r['scan']} | {r['segments']} | {r['outputs']:.1e} |"
+            f" {r['gradients']:.1e} |"
+        )
+    return lines
+
+
+def markdown(results, machine_lines, parity_rows=()) -> str:
     lines = [
         "# Gated linear recurrences in parallel: results",
         "",
@@ -181,4 +267,4 @@ def markdown(results, machine_lines) -> str:
                     f"| RG-LRU {mode} ≥ {TARGET_VS_RECURRENTGEMMA}x RecurrentGemma's best scan at"
                     f" B={r['B']} T={r['T']} d={r['d']} | {got:.2f}x | {met} |"
                 )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *parity_markdown(parity_rows)]) + "\n"

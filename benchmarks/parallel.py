@@ -326,9 +326,11 @@ def gated_cases(shapes, args):
         f"- Date: {m['date']}; {args.rounds} interleaved rounds after warm-up, median per"
         " call, float32",
     ]
+    parity = [] if args.no_parity else gated.parity()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "results_gated.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (args.out_dir / "RESULTS_gated.md").write_text(gated.markdown(rows, head))
+    out = {"speed": rows, "parity": parity}
+    (args.out_dir / "results_gated.json").write_text(json.dumps(out, indent=1) + "\n")
+    (args.out_dir / "RESULTS_gated.md").write_text(gated.markdown(rows, head, parity))
     return rows
 
 
@@ -343,6 +345,9 @@ def main(argv=None):
     parser.add_argument("--out-dir", type=Path, default=HERE)
     parser.add_argument("--no-gated", action="store_true", help="skip the gated recurrences")
     parser.add_argument("--only-gated", action="store_true", help="only the gated recurrences")
+    parser.add_argument(
+        "--no-parity", action="store_true", help="skip the parity check against RecurrentGemma"
+    )
     args = parser.parse_args(argv)
     shapes = list(TARGETS) if args.quick else SHAPES
     if args.shapes:

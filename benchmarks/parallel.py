@@ -4,6 +4,12 @@ Run from the repository root::
 
     python -m benchmarks.parallel            # writes benchmarks/RESULTS_parallel.md and .json
     python -m benchmarks.parallel --quick    # the two target shapes only, 3 rounds
+    python -m benchmarks.parallel --only-gated  # the RG-LRU, Hawk, LRU, S6 and RecurrentGemma
+                                                # tables alone (benchmarks/RESULTS_gated.md)
+
+The gated linear recurrences are timed at the two target shapes (S6 with N = 16),
+each against its sequential scan, the LSTM and (the RG-LRU) RecurrentGemma's
+own layer: see ``benchmarks/gated.py``.
 
 Every figure is a training step (forward, then the gradient of a loss over all
 outputs with respect to all parameters, as in ``benchmarks/run.py``), timed in
@@ -40,6 +46,7 @@ import numpy as np
 from jax import lax
 
 import jaxrnn
+from benchmarks import gated
 from benchmarks.timing import HERE, interleaved, machine, threads
 from jaxrnn.rules import input_projection, linear_scan
 
@@ -303,6 +310,30 @@ def markdown(results) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gated_cases(shapes, args):
+    """The gated recurrences' tables (``benchmarks/gated.py``), written to RESULTS_gated.md."""
+    rows = []
+    for shape in shapes:
+        r = gated.case(shape, args.rounds, args.min_time, interleaved)
+        rows.append(r)
+        print(f"gated B={r['B']} T={r['T']} d={r['d']}: " + "  ".join(
+            f"{n} {v:.1f} ms" for n, v in r["ms"].items()), flush=True)  # fmt: skip
+    m = machine()
+    head = [
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['system']}; JAX devices:"
+        f" {', '.join(m['jax_devices'])}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"- Date: {m['date']}; {args.rounds} interleaved rounds after warm-up, median per"
+        " call, float32",
+    ]
+    parity = [] if args.no_parity else gated.parity()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    out = {"speed": rows, "parity": parity}
+    (args.out_dir / "results_gated.json").write_text(json.dumps(out, indent=1) + "\n")
+    (args.out_dir / "RESULTS_gated.md").write_text(gated.markdown(rows, head, parity))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the target shapes only, 3 rounds")
@@ -312,6 +343,11 @@ def main(argv=None):
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--no-blocks", action="store_true")
     parser.add_argument("--out-dir", type=Path, default=HERE)
+    parser.add_argument("--no-gated", action="store_true", help="skip the gated recurrences")
+    parser.add_argument("--only-gated", action="store_true", help="only the gated recurrences")
+    parser.add_argument(
+        "--no-parity", action="store_true", help="skip the parity check against RecurrentGemma"
+    )
     args = parser.parse_args(argv)
     shapes = list(TARGETS) if args.quick else SHAPES
     if args.shapes:
@@ -319,6 +355,10 @@ def main(argv=None):
     args.rounds = args.rounds or (3 if args.quick else 7)
 
     results = {"machine": machine(), "threads": threads(), "rounds": args.rounds}
+    if not args.no_gated:
+        results["gated"] = gated_cases(shapes if args.shapes else list(TARGETS), args)
+    if args.only_gated:
+        return results
     results["training"] = []
     for shape in shapes:
         r = training_case(shape, args)

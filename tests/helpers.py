@@ -84,6 +84,10 @@ CASES = {
     "minlstm": Case("minlstm", reference.minlstm),
     "slstm": Case("slstm", reference.slstm, {"num_heads": 2}, variant=True),
     "mlstm": Case("mlstm", reference.mlstm, {"num_heads": 2}, variant=True),
+    "rglru": Case("rglru", reference.rglru, {"num_heads": 2}, variant=True),
+    "s6": Case("s6", reference.s6, {"state_size": 3, "dt_rank": 2}, variant=True),
+    "lru": Case("lru", reference.lru, {"state_size": 5}, variant=True),
+    "hawk": Case("hawk", reference.hawk, {"lru_width": 4, "num_heads": 2}, variant=True),
 }
 
 
@@ -171,7 +175,7 @@ def binary_mask(seed, shape, dtype=jnp.float32):
 
 def numpy_carry(carry):
     """A carry as the NumPy references take it: an array, or a tuple (``(h, c)``, ...)."""
-    if isinstance(carry, tuple):  # LSTMState, SLSTMState, ...
+    if isinstance(carry, tuple):  # LSTMState, SLSTMState, SegmentState, ...
         return tuple(np.asarray(a) for a in carry)
     return np.asarray(carry)
 

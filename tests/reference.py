@@ -215,6 +215,80 @@ def mlstm(p, carry, x, mask=None):
     return (h, c, n, m), h
 
 
+def rglru(p, carry, x, mask=None):
+    """The RG-LRU; ``carry = (h, started)``, a segment's first step where ``started == 0``."""
+    assert mask is None
+    h, started = f64(carry[0]), f64(carry[1])[..., None]
+    u = f64(x) if p.w_in is None else f64(x) @ f64(p.w_in) + f64(p.b_in)
+
+    def gate(w, b):
+        n, k = w.shape[:2]
+        blocks = [u[..., j * k : (j + 1) * k] @ f64(w[j]) for j in range(n)]
+        return sigmoid(np.concatenate(blocks, axis=-1) + f64(b))
+
+    r, i = gate(p.w_a, p.b_a), gate(p.w_i, p.b_i)
+    a = np.exp(-p.c * r * np.log1p(np.exp(f64(p.lam))))
+    inside = a * h + np.sqrt(1 - a**2) * i * u  # started == 1
+    first = i * u  # started == 0: RecurrentGemma's segment_pos == 0
+    h = started * inside + (1 - started) * first
+    return (h, np.ones_like(started[..., 0])), h
+
+
+def s6(p, carry, x, mask=None):
+    """Mamba's selective SSM, one channel at a time; ``carry = (y, s)``, ``s (..., h, N)``."""
+    assert mask is None
+    s = f64(carry[1])
+    u = f64(x) if p.w_in is None else f64(x) @ f64(p.w_in) + f64(p.b_in)
+    r, n = p.w_dt.shape[0], p.a_log.shape[1]
+    w_x = f64(p.w_x)
+    dt = np.log1p(np.exp(u @ w_x[:, :r] @ f64(p.w_dt) + f64(p.b_dt)))
+    b, c = u @ w_x[:, r : r + n], u @ w_x[:, r + n :]
+    a = -np.exp(f64(p.a_log))
+    new = np.empty_like(s)
+    y = np.empty_like(u)
+    for j in range(u.shape[-1]):
+        d_j = dt[..., j : j + 1]
+        new[..., j, :] = np.exp(d_j * a[j]) * s[..., j, :] + d_j * u[..., j : j + 1] * b
+        y[..., j] = np.sum(new[..., j, :] * c, axis=-1) + f64(p.d)[j] * u[..., j]
+    return (y, new), y
+
+
+def lru(p, carry, x, mask=None):
+    """The LRU in complex128; ``carry = (y, s)``, ``s = [Re S, Im S]``."""
+    assert mask is None
+    s = f64(carry[1])
+    n = s.shape[-1] // 2
+    s = s[..., :n] + 1j * s[..., n:]
+    u = f64(x) if p.w_in is None else f64(x) @ f64(p.w_in) + f64(p.b_in)
+    lam = np.exp(-np.exp(f64(p.nu_log)) + 1j * np.exp(f64(p.theta_log)))
+    b = f64(p.b_re) + 1j * f64(p.b_im)
+    c = f64(p.c_re) + 1j * f64(p.c_im)
+    s = lam * s + np.exp(f64(p.gamma_log)) * (u @ b)
+    y = np.real(s @ c) + f64(p.d) * u
+    return (y, np.concatenate([s.real, s.imag], axis=-1)), y
+
+
+def gelu(a):
+    """The tanh approximation of GeLU."""
+    return 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a**3)))
+
+
+def hawk(p, carry, x, mask=None):
+    """Griffin's recurrent block; ``carry = (y, window, h, started)``."""
+    assert mask is None
+    _, window, h, started = (f64(a) for a in carry)
+    x = f64(x)
+    gate = gelu(x @ f64(p.w_y) + f64(p.b_y))
+    u = x @ f64(p.w_x) + f64(p.b_x)
+    full = np.concatenate([window * started[..., None, None], u[..., None, :]], axis=-2)
+    v = np.einsum("...kl,kl->...l", full, f64(p.w_conv)) + f64(p.b_conv)
+    params = type("RGLRU", (), {"w_in": None, "w_a": p.w_a, "b_a": p.b_a, "w_i": p.w_i,
+                                "b_i": p.b_i, "lam": p.lam, "c": p.c})  # fmt: skip
+    (h, started), _ = rglru(params, (h, started), v)
+    y = (h * gate) @ f64(p.w_out) + f64(p.b_out)
+    return (y, full[..., 1:, :], h, started), y
+
+
 def run(cell, p, carry, xs):
     """Python loop over time; returns (final carry, stacked outputs)."""
     ys = []

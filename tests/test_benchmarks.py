@@ -53,10 +53,19 @@ def test_char_lm_e2e_runs():
 def test_parallel_runs_and_writes_results(tmp_path):
     parallel = pytest.importorskip("benchmarks.parallel")
     argv = ["--shapes", "2,40,4", "--rounds", "1", "--min-time", "0", "--no-accuracy"]
-    results = parallel.main([*argv, "--no-blocks", "--out-dir", str(tmp_path)])
+    results = parallel.main([*argv, "--no-blocks", "--no-gated", "--out-dir", str(tmp_path)])
     (case,) = results["training"]
     assert (case["B"], case["T"]) == (2, 40) and case["vs_sequential"] > 0
     assert "minGRU" in (tmp_path / "RESULTS_parallel.md").read_text()
+
+
+def test_parallel_times_the_gated_recurrences_and_recurrentgemma(tmp_path):
+    parallel = pytest.importorskip("benchmarks.parallel")
+    argv = ["--shapes", "2,20,4", "--rounds", "1", "--min-time", "0", "--only-gated", "--no-parity"]
+    (case,) = parallel.main([*argv, "--out-dir", str(tmp_path)])["gated"]
+    assert set(case["cells"]) == {"rglru", "hawk", "lru", "s6"}
+    assert case["vs_recurrentgemma_train"] > 0
+    assert "RecurrentGemma" in (tmp_path / "RESULTS_gated.md").read_text()
 
 
 def test_variants_and_recurrent_dropout_run(tmp_path):

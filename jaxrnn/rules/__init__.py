@@ -42,3 +42,6 @@ from jaxrnn.rules.matrix import MatrixState as MatrixState
 from jaxrnn.rules.matrix import matrix_scan as matrix_scan
 from jaxrnn.rules.matrix import matrix_step as matrix_step
 from jaxrnn.rules.matrix import sharded_matrix_scan as sharded_matrix_scan
+from jaxrnn.rules.readout import ReadoutState as ReadoutState
+from jaxrnn.rules.segments import SegmentState as SegmentState
+from jaxrnn.rules.segments import segment_flags as segment_flags

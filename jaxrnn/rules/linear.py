@@ -36,7 +36,8 @@ steps measure alike.
 the other way, ``G_t = dH_t + A_{t+1} G_{t+1}``, with ``dA_t = G_t H_{t-1}`` and
 ``dB_t = G_t`` (a ``jax.custom_vjp``). It is solved for ``q_t = A_t G_t``, whose
 recurrence ``q_t = A_t q_{t+1} + A_t dH_t`` has the same coefficients: one more
-blocked scan instead of the transpose of every step of the first.
+blocked scan instead of the transpose of every step of the first. Complex
+coefficients (the LRU) take the same formulas: JAX's transposes conjugate nothing.
 
 This module knows no cell: a cell supplies ``coefficients(params, xs) -> (A, B)``
 and registers :class:`LinearRecurrence` as its scan rule.
@@ -47,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,8 @@ from jax import lax
 from jaxrnn import _sharding
 from jaxrnn._masking import where
 from jaxrnn.rules.base import ScanRule
+from jaxrnn.rules.readout import ReadoutState, carried_state, last_output, working_state
+from jaxrnn.rules.segments import SegmentState, segment_flags
 
 #: The block length :func:`linear_scan` uses by default (see the module docstring).
 BLOCK = 16
@@ -80,6 +83,17 @@ class LinearRecurrence(ScanRule):
             bfloat16 params accumulate in float32, and the outputs are cast back
             to the carry's dtype). The same function must define the cell's step.
         block: the block length passed to :func:`linear_scan`.
+        segments: the carry is a :class:`jaxrnn.rules.SegmentState` ``(h, started)``
+            and a segment's first step differs from the others (the RG-LRU):
+            ``coefficients(params, xs, started)`` then takes each step's flag
+            ``started (T, *batch)`` (see :mod:`jaxrnn.rules.segments`).
+        readout: ``None``: the output is the state, ``y_t = H_t``. Otherwise
+            ``readout(params, xs, hs) -> ys``, the outputs of all steps from their
+            states ``hs (T, *batch, *state)``, and the carry is a
+            :class:`jaxrnn.rules.ReadoutState` ``(y, s)`` (S6, the LRU; see
+            :mod:`jaxrnn.rules.readout`). The state may have any trailing axes.
+        complex_state: with a readout: the coefficients are complex, the carry holds
+            the state's real and imaginary parts as halves of its last axis (the LRU).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn
@@ -92,8 +106,11 @@ class LinearRecurrence(ScanRule):
         True
     """
 
-    coefficients: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
+    coefficients: Callable[..., tuple[jax.Array, jax.Array]]
     block: int = BLOCK
+    segments: bool = False
+    readout: Callable[..., jax.Array] | None = None
+    complex_state: bool = False
 
     #: The carry after a slice depends on the carry before it only through one
     #: affine map, so slices of the sequence on several devices can be composed.
@@ -108,28 +125,46 @@ class LinearRecurrence(ScanRule):
         of a sequence split over that mesh axis (:func:`sharded_linear_scan`);
         ``carry``, ``carry0`` and the returned carry are the whole sequence's.
         """
-        del unroll  # there is no sequential loop to unroll
-        del options  # a linear recurrence takes none (step_options is empty)
-        a, b = self.coefficients(params, xs)
-        h_in, h0 = carry.astype(a.dtype), carry0.astype(a.dtype)
+        del unroll, options  # no sequential loop to unroll; no step options (step_options)
+        if self.segments:
+            state, state0 = carry.h, carry0.h
+            started, after = segment_flags(
+                carry.started, carry0.started, keep, reset, xs.shape[0],
+                reverse=reverse, axis_name=axis_name,
+            )  # fmt: skip
+            a, b = self.coefficients(params, xs, started)
+        else:
+            state, state0 = (carry.s, carry0.s) if self.readout else (carry, carry0)
+            a, b = self.coefficients(params, xs)
+        h_in, h0 = (working_state(x, a.dtype, self.complex_state) for x in (state, state0))
         if reset is not None:  # the step from the initial carry: A_t H_0 + B_t
             b = b + where(reset, a * h0[None], jnp.zeros_like(b))
             a = where(reset, jnp.zeros_like(a), a)
         if keep is not None:  # padding: the identity map
             a = where(keep, a, jnp.ones_like(a))
             b = where(keep, b, jnp.zeros_like(b))
-        if axis_name is not None:
-            hs, final = sharded_linear_scan(
-                a, b, h_in, axis_name, reverse=reverse, block=self.block
-            )
-        else:
-            hs = linear_scan(a, b, h_in, reverse=reverse, block=self.block)
-            if xs.shape[0] == 0:
-                return carry, hs.astype(carry.dtype)
-            final = hs[0] if reverse else hs[-1]
+        solve = functools.partial(self._solve, reverse=reverse, axis_name=axis_name)
+        hs, final = solve(a, b, h_in)
+        final = carried_state(final, state.dtype, self.complex_state)
+        ys = hs if self.readout is None else self.readout(params, xs, hs)
+        ys = ys.astype(state.dtype if self.readout is None else carry.y.dtype)
         if keep is not None:
-            hs = where(keep, hs, jnp.zeros_like(hs))
-        return final.astype(carry.dtype), hs.astype(carry.dtype)
+            ys = where(keep, ys, jnp.zeros_like(ys))
+        if self.segments:
+            return SegmentState(final, after), ys
+        if self.readout is not None:
+            y_last = last_output(ys, carry.y, keep, reverse=reverse, solve=solve)
+            return ReadoutState(y_last.astype(carry.y.dtype), final), ys
+        return final, ys
+
+    def _solve(self, a, b, h_in, *, reverse, axis_name):
+        """``(hs, final)`` of the recurrence, over this device's slice where ``axis_name``."""
+        if axis_name is not None:
+            return sharded_linear_scan(a, b, h_in, axis_name, reverse=reverse, block=self.block)
+        hs = linear_scan(a, b, h_in, reverse=reverse, block=self.block)
+        if a.shape[0] == 0:
+            return hs, h_in
+        return hs, hs[0] if reverse else hs[-1]
 
 
 def linear_step(coefficients, params, carry, x):

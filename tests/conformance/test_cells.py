@@ -521,7 +521,8 @@ def test_time_sharded_scan_equals_the_documented_loop(case):
         for k in range(run[0]):  # the same final carry on every device
             for leaf in jax.tree.leaves(finals):
                 np.testing.assert_array_equal(leaf[k], leaf[0])
-        try:
-            tree_close(got, want, 1e-5, 1e-5)
+        try:  # gradients sum over devices in another order: as loose as the unsharded test's
+            tree_close(got[0], want[0], 1e-5, 1e-5)
+            tree_close(got[1], want[1], 1e-4, 1e-5)
         except AssertionError as error:
             raise AssertionError(f"{case}, (devices, steps, reverse) {run}: {error}") from None

@@ -241,7 +241,8 @@ def lru_coefficients(params: LRUParams, x: jax.Array):
     b = lax.complex(gamma * real(params.b_re), gamma * real(params.b_im))
     nu, theta = (jnp.exp(p.astype(u.dtype)) for p in (params.nu_log, params.theta_log))
     lam = jnp.exp(lax.complex(-nu, theta))
-    return jnp.broadcast_to(bias(lam, b), b.shape), b
+    # Broadcast by an addition, so that λ takes b's type (its sharding included).
+    return bias(lam, b) + jnp.zeros_like(b), b
 
 
 def lru_readout(params: LRUParams, x: jax.Array, s: jax.Array):

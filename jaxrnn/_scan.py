@@ -320,7 +320,10 @@ def _check_step_output(step, params, carry, xs) -> None:
     """``step(params, carry, x)`` must return ``(carry, y)``, the carry as it came in.
 
     Traced abstractly on a step of ``xs`` (its type, sharding included)."""
-    out = jax.eval_shape(lambda carry, xs: step(params, carry, xs[0]), carry, xs)
+    def first(xs):  # an empty sequence has no step to take the type of: its shape will do
+        return xs[0] if xs.shape[0] else jnp.zeros(xs.shape[1:], xs.dtype)
+
+    out = jax.eval_shape(lambda carry, xs: step(params, carry, first(xs)), carry, xs)
     if not (isinstance(out, tuple) and len(out) == 2):
         if isinstance(out, tuple):
             got = f"a tuple of {len(out)}"

@@ -237,7 +237,7 @@ def test_two_processes_of_two_devices_equal_one_process_of_four(report, two_proc
     _assert_same_records(
         _without(records, "items_per_s"), _without(report["lm"]["records"]["4"], "items_per_s")
     )
-    assert (workdir / "samples.txt").read_text().count("--- bpc") == 2
+    assert (workdir / "samples.txt").read_text().count("--- step ") == 2
     params, _, _ = char_lm.load_trained(workdir)
     want, _, _ = char_lm.load_trained(reference)
     assert _max_difference(params, want) < TOLERANCE

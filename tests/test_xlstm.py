@@ -72,6 +72,7 @@ def test_from_xlstm_equals_the_package_values_and_gradients():
     np.testing.assert_allclose(dxs, x.grad.numpy().transpose(1, 0, 2), **tol)
 
 
+@pytest.mark.slow  # the full suite: the fast lane keeps the parity tests
 def test_slstm_is_finite_at_pre_activations_of_50():
     """Every gate's pre-activation at +-50 (all 16 sign patterns of i, f, z, o at the first
     step and right after a reset, random signs elsewhere): the first step from the zero carry
@@ -166,6 +167,7 @@ def test_mlstm_step_equals_the_package_recurrent_step():
         np.testing.assert_allclose(carry.m, m[..., 0, 0].numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # the full suite: the fast lane keeps the parity tests
 def test_mlstm_parallel_forms_equal_the_package_parallel_form():
     """The quadratic form (one chunk) and the chunkwise form (chunks of 4, 7 and 24 steps)
     against ``parallel_stabilized_simple`` on the same projections. The package's form has
@@ -183,6 +185,7 @@ def test_mlstm_parallel_forms_equal_the_package_parallel_form():
         np.testing.assert_allclose(ys, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # the full suite: the fast lane keeps the parity tests
 def test_mlstm_chunkwise_equals_the_step_loop():
     """The chunkwise form (chunks of 5 over 23 steps: a ragged last chunk) against the loop of
     ``jaxrnn.scan``'s docstring: lengths ending inside a chunk, at 0 and beyond T, resets

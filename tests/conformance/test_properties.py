@@ -80,7 +80,7 @@ def cases(draw, cell):
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", sorted(builtin_cells()))
 @settings(
-    max_examples=2,
+    max_examples=1,  # one drawn case per cell (13 cells): the table's rows cover the rest
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -213,6 +213,7 @@ def test_dtype_and_param_dtype_have_flax_meaning():
         )
 
 
+@pytest.mark.slow
 def test_stack_scan_under_a_policy_with_dropout_and_zoneout():
     bf16 = jnp.bfloat16
     layers = jaxrnn.stack_init(jax.random.key(0), "lstm", 3, 4, num_layers=2, bidirectional=True)

@@ -320,6 +320,7 @@ def _check_step_output(step, params, carry, xs) -> None:
     """``step(params, carry, x)`` must return ``(carry, y)``, the carry as it came in.
 
     Traced abstractly on a step of ``xs`` (its type, sharding included)."""
+
     def first(xs):  # an empty sequence has no step to take the type of: its shape will do
         return xs[0] if xs.shape[0] else jnp.zeros(xs.shape[1:], xs.dtype)
 

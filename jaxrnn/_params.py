@@ -101,6 +101,34 @@ class InputWeights:
         )
 
 
+class ProjectedInput:
+    """Sizes and checks of params that map width ``h`` to ``h``, with an optional input
+    projection ``w_in (d, h)``, ``b_in (h,)`` when ``d != h`` (the gated linear cells).
+
+    A subclass has the fields ``w_in`` and ``b_in`` (both ``None`` without a projection)
+    and a ``hidden_size``.
+    """
+
+    @property
+    def input_size(self) -> int:
+        """``d``: the rows of ``w_in``, or ``h`` without a projection."""
+        return self.hidden_size if self.w_in is None else self.w_in.shape[-2]
+
+    @property
+    def output_size(self) -> int:
+        """The size of the step's output ``y``: ``h``."""
+        return self.hidden_size
+
+    def projection_ranks(self) -> dict[str, int]:
+        """Checks that ``b_in`` comes with ``w_in``; the ranks of those present, for
+        :func:`jaxrnn._checks.check_params`."""
+        projected = self.w_in is not None
+        _checks.present(
+            self.b_in, projected, "params.b_in", f"w_in {'given' if projected else None}"
+        )
+        return {"w_in": 2, "b_in": 1} if projected else {}
+
+
 def bias(b, x):
     """``b (n,)`` with leading unit axes to ``x``'s rank: an explicit broadcast, so the
     cells also run under ``jax_numpy_rank_promotion="raise"``."""

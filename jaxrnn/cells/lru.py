@@ -10,13 +10,13 @@ from jax import lax
 
 from jaxrnn import _checks, _initializers
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._params import SIZES, bias, pytree_dataclass
+from jaxrnn._params import SIZES, ProjectedInput, bias, pytree_dataclass
 from jaxrnn.rules.linear import LinearRecurrence
 from jaxrnn.rules.readout import ReadoutState, carried_state, working_state
 
 
 @pytree_dataclass
-class LRUParams:
+class LRUParams(ProjectedInput):
     """Parameters of an LRU cell; ``N`` is the state size (complex numbers).
 
     The complex matrices are kept as real and imaginary parts, right-multiplied
@@ -53,25 +53,11 @@ class LRUParams:
         """``N``."""
         return self.nu_log.shape[-1]
 
-    @property
-    def input_size(self) -> int:
-        """``d``: the rows of ``w_in``, or ``h`` without a projection."""
-        return self.hidden_size if self.w_in is None else self.w_in.shape[-2]
-
-    @property
-    def output_size(self) -> int:
-        """The size of ``y``: ``h``."""
-        return self.hidden_size
-
     def check(self):
         """Checks the fields against each other (at trace time, naming the field)."""
-        projected = self.w_in is not None
-        _checks.present(
-            self.b_in, projected, "params.b_in", f"w_in {'given' if projected else None}"
-        )
         ranks = dict.fromkeys(("nu_log", "theta_log", "gamma_log", "d"), 1)
         ranks |= dict.fromkeys(("b_re", "b_im", "c_re", "c_im"), 2)
-        ranks |= {"w_in": 2, "b_in": 1} if projected else {}
+        ranks |= self.projection_ranks()
         _checks.check_params(self, ranks, self._shapes)
 
     def _shapes(self):

@@ -8,13 +8,13 @@ import jax.numpy as jnp
 
 from jaxrnn import _checks, _initializers, _rglru
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._params import SIZES, bias, pytree_dataclass, static
+from jaxrnn._params import SIZES, ProjectedInput, bias, pytree_dataclass, static
 from jaxrnn.rules.linear import LinearRecurrence
 from jaxrnn.rules.segments import SegmentState
 
 
 @pytree_dataclass
-class RGLRUParams:
+class RGLRUParams(ProjectedInput):
     """Parameters of an RG-LRU cell (RecurrentGemma's ``RGLRU`` layer, real form).
 
     ``n`` is the number of heads, ``k = h / n`` the width of one.
@@ -48,24 +48,10 @@ class RGLRUParams:
         """``h``, the size of the state and the output."""
         return self.lam.shape[-1]
 
-    @property
-    def input_size(self) -> int:
-        """``d``: the rows of ``w_in``, or ``h`` without a projection."""
-        return self.hidden_size if self.w_in is None else self.w_in.shape[-2]
-
-    @property
-    def output_size(self) -> int:
-        """The size of ``y = H_t``: ``h``."""
-        return self.hidden_size
-
     def check(self):
         """Checks the fields against each other (at trace time, naming the field)."""
-        projected = self.w_in is not None
-        _checks.present(
-            self.b_in, projected, "params.b_in", f"w_in {'given' if projected else None}"
-        )
         ranks = {"w_a": 3, "b_a": 1, "w_i": 3, "b_i": 1, "lam": 1}
-        ranks |= {"w_in": 2, "b_in": 1} if projected else {}
+        ranks |= self.projection_ranks()
         _checks.check_params(self, ranks, self._shapes)
 
     def _shapes(self):

@@ -10,13 +10,13 @@ from jax import lax
 
 from jaxrnn import _checks, _initializers
 from jaxrnn._cell import Cell, register_cell
-from jaxrnn._params import SIZES, bias, pytree_dataclass
+from jaxrnn._params import SIZES, ProjectedInput, bias, pytree_dataclass
 from jaxrnn.rules.linear import LinearRecurrence
 from jaxrnn.rules.readout import ReadoutState
 
 
 @pytree_dataclass
-class S6Params:
+class S6Params(ProjectedInput):
     """Parameters of an S6 cell. ``R`` is ``dt_rank``, ``N`` the state size per channel.
 
     Attributes:
@@ -53,24 +53,10 @@ class S6Params:
         """``R``."""
         return self.w_dt.shape[-2]
 
-    @property
-    def input_size(self) -> int:
-        """``d``: the rows of ``w_in``, or ``h`` without a projection."""
-        return self.hidden_size if self.w_in is None else self.w_in.shape[-2]
-
-    @property
-    def output_size(self) -> int:
-        """The size of ``y``: ``h``."""
-        return self.hidden_size
-
     def check(self):
         """Checks the fields against each other (at trace time, naming the field)."""
-        projected = self.w_in is not None
-        _checks.present(
-            self.b_in, projected, "params.b_in", f"w_in {'given' if projected else None}"
-        )
         ranks = {"w_x": 2, "w_dt": 2, "b_dt": 1, "a_log": 2, "d": 1}
-        ranks |= {"w_in": 2, "b_in": 1} if projected else {}
+        ranks |= self.projection_ranks()
         _checks.check_params(self, ranks, self._shapes)
 
     def _shapes(self):

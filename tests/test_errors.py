@@ -216,3 +216,18 @@ def test_no_advice_to_cast_to_float64_while_x64_is_off():
     with pytest.raises(TypeError, match="x: expected dtype float64") as error:
         jaxrnn.gru_step(wide, jnp.zeros((2, 4)), jnp.ones((2, 3)))
     assert "jax_enable_x64" in str(error.value) and "astype(jnp.float64)" not in str(error.value)
+
+
+def test_a_precision_policy_that_is_not_one_is_refused():
+    params = jaxrnn.gru_init(jax.random.key(0), 3, 4)
+    xs = jnp.ones((5, 2, 3))
+    for keyword, bad in (("dtype", jnp.int8), ("dtype", "yes"), ("carry_dtype", jnp.int32)):
+        with pytest.raises(TypeError, match=rf"{keyword}: expected a .*floating-point dtype"):
+            jaxrnn.scan("gru", params, xs, **{keyword: bad})
+        with pytest.raises(TypeError, match=rf"{keyword}: expected a .*floating-point dtype"):
+            jaxrnn.stack_scan("gru", ((params,),), xs, **{keyword: bad})
+    with pytest.raises(TypeError, match=r"dtype: expected a floating-point dtype .*got None"):
+        jaxrnn.with_precision(jaxrnn.gru_step, None)
+    # A narrower carry than the params is refused by the step, naming it.
+    with pytest.raises(TypeError, match=r"carry: expected dtype float32 .* or a wider"):
+        jaxrnn.scan("gru", params, xs, carry_dtype=jnp.bfloat16)

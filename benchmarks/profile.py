@@ -4,11 +4,15 @@ Run from the repository root::
 
     python -m benchmarks.profile --cell lstm --mode forward --shape 32,128,256
     python -m benchmarks.profile --cell lstm --mode forward --hoisted
+    python -m benchmarks.profile --cell s6 --mode train --shape 1,16384,128 --gradient autodiff
 
 It traces a few calls with ``jax.profiler`` and sums the duration of each XLA
 operation in the trace, per call. ``--hoisted`` profiles the alternative that
 ``jaxrnn.scan`` does not use (the input projection of all steps as one matmul
-before the loop), to show why.
+before the loop), to show why. Any registered cell that takes feature vectors can
+be profiled (with the options of ``benchmarks.peers`` and ``benchmarks.gated``);
+``--gradient autodiff`` profiles ``lax.scan`` of the step instead of the cell's
+scan rule, the sequential form the parallel rules are measured against.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import jaxrnn
-from benchmarks import peers
+from benchmarks import gated, peers
 
 
 def hoisted_lstm(params, xs):
@@ -63,15 +67,19 @@ def profile(fn, args, calls=5) -> list[tuple[str, float, int]]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", default="lstm", choices=peers.CELLS)
+    parser.add_argument("--cell", default="lstm", choices=jaxrnn.cell_names())
     parser.add_argument("--mode", default="forward", choices=peers.MODES)
     parser.add_argument("--shape", default="32,128,256", help="B,T,d (d = h)")
     parser.add_argument("--hoisted", action="store_true", help="the rejected LSTM variant")
+    parser.add_argument(
+        "--gradient", default="auto", choices=("auto", "autodiff"), help="as jaxrnn.scan takes it"
+    )
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args(argv)
     B, T, d = (int(v) for v in args.shape.split(","))
     cell = jaxrnn.get_cell(args.cell)
-    init, step, options = cell.init, cell.step, peers.OPTIONS.get(args.cell, {})
+    init, step = cell.init, cell.step
+    options = {**peers.OPTIONS, **gated.CELLS}.get(args.cell, {})
     params = init(jax.random.key(0), d, d, **options)
     xs = jax.random.normal(jax.random.key(1), (T, B, d))
     if args.hoisted:
@@ -81,11 +89,12 @@ def main(argv=None):
     else:
 
         def forward(p, xs):
-            return jaxrnn.scan(step, p, xs)[1]
+            return jaxrnn.scan(step, p, xs, gradient=args.gradient)[1]
 
     fn = forward if args.mode == "forward" else jax.grad(lambda p, xs: jnp.sum(forward(p, xs)))
     rows = profile(jax.jit(fn), (params, xs))
-    print(f"{args.cell} {args.mode} B={B} T={T} d=h={d}{' hoisted' if args.hoisted else ''}")
+    variant = " hoisted" if args.hoisted else f" gradient={args.gradient}"
+    print(f"{args.cell} {args.mode} B={B} T={T} d=h={d}{variant}")
     print(f"{'ms/call':>9} {'runs/call':>9}  operation")
     for name, ms, n in rows[: args.top]:
         print(f"{ms:9.2f} {n:9d}  {name}")

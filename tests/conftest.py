@@ -26,3 +26,10 @@ def x64():
 # Worker scripts that run in their own process with several host devices: importing
 # one here (as --doctest-modules would) would change this process's device count.
 collect_ignore = ["sharding_worker.py", "data_parallel_worker.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The groups of tests that share one long worker process (``xdist_group``, which
+    ``--dist loadgroup`` keeps on one xdist worker) start first, so that none of them
+    is the last thing left running while the other worker idles."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)

@@ -36,9 +36,12 @@ def max_difference(a, b):
     )
 
 
-def collectives(fn, *args):
-    hlo = jax.jit(fn).lower(*args).compile().as_text()
-    return {name: len(re.findall(rf"\b{name}(-start)?\(", hlo)) for name in COLLECTIVES}
+def compiled_and_collectives(fn, *args):
+    """``fn`` compiled for ``args`` (each program compiled once), and how many of each
+    collective its HLO holds."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    hlo = compiled.as_text()
+    return compiled, {name: len(re.findall(rf"\b{name}(-start)?\(", hlo)) for name in COLLECTIVES}
 
 
 def batch_spec(leaf, axis):
@@ -76,13 +79,14 @@ def main():
             lambda p, x, n, r, cell=cell: jaxrnn.scan(cell.step, p, x, lengths=n, resets=r)
         )
         (carry, ys), want = run(*sharded), run(*args)
-        grad = jax.jit(jax.grad(loss, (0, 1)))
+        grad = jax.grad(loss, (0, 1))
+        compiled, counts = compiled_and_collectives(grad, *sharded)
         report[f"scan_{name}"] = {
             "ys_spec": str(ys.sharding.spec),
             "carry_specs": [str(c.sharding.spec) for c in jax.tree.leaves(carry)],
             "value_diff": max_difference((carry, ys), want),
-            "grad_diff": max_difference(grad(*sharded), grad(*args)),
-            "grad_collectives": collectives(jax.grad(loss, (0, 1)), *sharded),
+            "grad_diff": max_difference(compiled(*sharded), jax.jit(grad)(*args)),
+            "grad_collectives": counts,
         }
 
     layers = jaxrnn.stack_init(
@@ -99,12 +103,14 @@ def main():
     run = jax.jit(lambda ls, x, n: jaxrnn.stack_scan(jaxrnn.lstm_step, ls, x, lengths=n))
     sharded = (jax.device_put(layers, replicated), shard(xs, 1), shard(lengths, 0))
     (_, ys), want = run(*sharded), run(layers, xs, lengths)
-    grad = jax.jit(jax.grad(stack_loss))
+    compiled, counts = compiled_and_collectives(jax.grad(stack_loss), *sharded)
     report["stack"] = {
         "ys_spec": str(ys.sharding.spec),
         "value_diff": max_difference(ys, want[1]),
-        "grad_diff": max_difference(grad(*sharded), grad(layers, xs, lengths)),
-        "grad_collectives": collectives(jax.grad(stack_loss), *sharded),
+        "grad_diff": max_difference(
+            compiled(*sharded), jax.jit(jax.grad(stack_loss))(layers, xs, lengths)
+        ),
+        "grad_collectives": counts,
     }
 
     inputs = jnp.moveaxis(xs, 0, 1)  # batch-major (B, T, d)
@@ -164,20 +170,20 @@ def explicit():
             carry, ys = fn(*a)
             return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry))
 
-        grad = jax.jit(jax.grad(loss, grad_args))
-        want, want_grad = jax.jit(fn)(*args), grad(*args)
+        # Values and gradients in one program: half the compiles of two.
+        def both(*a):
+            return fn(*a), jax.grad(loss, grad_args)(*a)
+
+        want, want_grad = jax.jit(both)(*args)
         with jax.set_mesh(mesh):
-            got = jax.jit(fn)(*sharded)
-            compiled = grad.lower(*sharded).compile()  # run, and read for its collectives
-            hlo = compiled.as_text()
+            compiled, counts = compiled_and_collectives(both, *sharded)
+            got, got_grad = compiled(*sharded)
             out[name] = {
                 "ys_spec": str(got[1].sharding.spec),
                 "carry_specs": sorted({str(c.sharding.spec) for c in jax.tree.leaves(got[0])}),
                 "value_diff": max_difference(got, want),
-                "grad_diff": relative_difference(compiled(*sharded), want_grad),
-                "grad_collectives": {
-                    name: len(re.findall(rf"\b{name}(-start)?\(", hlo)) for name in COLLECTIVES
-                },
+                "grad_diff": relative_difference(got_grad, want_grad),
+                "grad_collectives": counts,
             }
 
     seen = set()
@@ -291,8 +297,9 @@ def time_sharding(length=512, batch=3):
                 return jnp.sum(jnp.sin(3 * ys)) + jnp.sum(final**2)
 
             grad = jax.jit(jax.grad(loss, (0, 1, 2)), static_argnums=5)
-            got, want = jax.jit(sharded)(params, *args), jax.jit(run)(params, *args)
-            hlo = jax.jit(sharded).lower(params, *args).compile().as_text()
+            compiled, counts = compiled_and_collectives(sharded, params, *args)
+            got, want = compiled(params, *args), jax.jit(run)(params, *args)
+            hlo = compiled.as_text()
             gathered = [gathered_elements(line) for line in hlo.splitlines()]
             out[f"{name}_reverse={reverse}"] = {
                 "ys_spec": str(got[1].sharding.spec),
@@ -301,7 +308,7 @@ def time_sharding(length=512, batch=3):
                     grad(params, *args, sharded), grad(params, *args, run)
                 ),
                 "largest_gather": max(gathered, default=0),
-                "collectives": collectives(sharded, params, *args),
+                "collectives": counts,
             }
     return out
 

@@ -31,6 +31,9 @@ from tests.data_parallel_worker import LM  # noqa: E402
 
 TOLERANCE = 1e-5
 
+# On one xdist worker (``--dist loadgroup``): the other is not left waiting on the lock below.
+pytestmark = pytest.mark.xdist_group("data_parallel")
+
 
 def _once(tmp_path_factory, name, make) -> pathlib.Path:
     """The directory where ``make(directory)`` ran, once per session (across xdist workers);

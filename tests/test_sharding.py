@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-# Each runs a worker process or a benchmark script: the full suite only.
-pytestmark = pytest.mark.slow
+# Each reads the report of one worker process: the full suite only, and all on one
+# xdist worker (``--dist loadgroup``), so that the worker runs once per session.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
 
 ROOT = Path(__file__).resolve().parents[1]
 

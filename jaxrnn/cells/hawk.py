@@ -236,8 +236,10 @@ def _branches(params, x):
 
 def _convolve(params, full):
     """``Σ_k full[..., k, :] ⊙ w_conv[k] + b_conv`` for windows ``full (..., K, L)``."""
-    w = jax.lax.broadcast_to_rank(params.w_conv.astype(full.dtype), full.ndim)
-    out = jnp.sum(full * w, axis=-2)
+    w = bias(params.w_conv.astype(full.dtype), full)
+    # A sum of K products, not a reduction over the window axis: XLA:CPU fuses the former
+    # into one pass, and ran the latter 4x slower than the whole linear scan at T = 16384.
+    out = sum(full[..., k, :] * w[..., k, :] for k in range(full.shape[-2]))
     return out + bias(params.b_conv.astype(out.dtype), out)
 
 

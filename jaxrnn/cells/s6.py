@@ -6,7 +6,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from jaxrnn import _checks, _initializers
 from jaxrnn._cell import Cell, register_cell
@@ -227,7 +226,7 @@ def s6_coefficients(params: S6Params, x: jax.Array):
     dt = jnp.matmul(dt_low, params.w_dt, preferred_element_type=u.dtype)
     dt = jax.nn.softplus(dt + bias(params.b_dt.astype(u.dtype), dt))
     a = -jnp.exp(params.a_log.astype(u.dtype))
-    decay = jnp.exp(dt[..., None] * lax.broadcast_to_rank(a, dt.ndim + 1))
+    decay = jnp.exp(dt[..., None] * bias(a, dt[..., None]))
     return decay, (dt * u)[..., None] * b[..., None, :]
 
 

@@ -56,6 +56,7 @@ from jax import lax
 
 from jaxrnn import _sharding
 from jaxrnn._masking import where
+from jaxrnn._params import bias
 from jaxrnn.rules.base import ScanRule
 from jaxrnn.rules.readout import ReadoutState, carried_state, last_output, working_state
 from jaxrnn.rules.segments import SegmentState, segment_flags
@@ -206,7 +207,7 @@ def input_projection(x, w_x, b, gates: int):
         rows = x.reshape(-1, x.shape[-1])
         out = jnp.matmul(rows, w_x, preferred_element_type=working)
         out = out.reshape(*x.shape[:-1], w_x.shape[-1])
-    out = out + lax.broadcast_to_rank(b.astype(working), out.ndim)
+    out = out + bias(b.astype(working), out)
     return jnp.split(out, gates, axis=-1)
 
 

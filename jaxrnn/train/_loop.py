@@ -149,10 +149,9 @@ def fit(
         CheckpointError: the newest checkpoint is unreadable, damaged (its
             digests do not match) or does not fit ``init_state``.
         WorkdirError: another run holds ``workdir``, it cannot be written, the
-            disk is full, or ``metrics.jsonl`` has a damaged line.
-
-        Nothing saved is changed by any of these: the checks come before the
-        first write, and a failed write leaves the newest checkpoint intact.
+            disk is full, or ``metrics.jsonl`` has a damaged line. Nothing saved
+            is changed by any of these: the checks come before the first write,
+            and a failed write leaves the newest checkpoint intact.
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule: expected a jaxrnn.train.Schedule, got {schedule!r}")

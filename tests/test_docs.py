@@ -47,7 +47,7 @@ def _page_id(path):
 def test_every_code_block_of_the_docs_runs_as_written(page):
     # A user's code, which need not follow the suite's rank_promotion="raise"; the
     # library's code under it still does its own checks.
-    namespace = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
+    namespace = {}
     with jax.numpy_rank_promotion("allow"):
         for block in page_blocks(page):
             exec(compile(block, str(page), "exec"), namespace)

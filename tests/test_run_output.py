@@ -1,8 +1,11 @@
-"""TensorBoard event files and profiler traces of a run (the ``tensorboard`` extra)."""
+"""What a run writes and prints: TensorBoard event files (the ``tensorboard`` extra),
+profiler traces, progress lines, and the examples' help."""
 
 import dataclasses
+import pathlib
 import shutil
 import struct
+import subprocess
 import sys
 
 import jax
@@ -122,3 +125,43 @@ def test_profile_steps_writes_a_trace(tmp_path):
     traces = list((tmp_path / "run" / "profile").rglob("*.xplane.pb"))
     assert traces, list((tmp_path / "run").rglob("*"))
     assert list((tmp_path / "run" / "profile").rglob("*.trace.json.gz"))  # for Perfetto
+
+
+def test_progress_lines_in_a_pipe_are_not_wrapped(tmp_path, capsys):
+    @jax.jit
+    def train_step(state, step):
+        metrics = {"loss": state["x"], "a_rather_long_metric_name_for_a_narrow_pipe": state["x"]}
+        return state, metrics
+
+    train.fit(
+        tmp_path / "run",
+        init_state={"x": jnp.ones(())},
+        train_step=train_step,
+        schedule=train.Schedule(steps=2, log_every=1),
+        report=train.Report(items_per_step=123456, item_name="characters"),
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    logged = [line for line in lines if line.startswith("step ")]
+    assert len(logged) == 2 and all(len(line) > 80 for line in logged), lines
+    assert all(line.endswith("on 1 device") for line in logged), lines
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_char_lm_help_names_the_sample_command_and_its_options():
+    def help_of(*args):
+        command = [sys.executable, str(ROOT / "examples" / "char_lm.py"), *args, "--help"]
+        return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+    assert "char_lm.py sample" in help_of()
+    sample = help_of("sample")
+    text = " ".join(sample.split())
+    for option, meaning in (
+        ("--workdir", "the training run's directory"),
+        ("--prompt", "text to start from"),
+        ("--length", "characters to generate"),
+        ("--temperature", "softmax temperature"),
+        ("--seed", "random seed"),
+    ):
+        assert option in text and meaning in text, (option, sample)

@@ -149,6 +149,7 @@ def test_progress_lines_in_a_pipe_are_not_wrapped(tmp_path, capsys):
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_char_lm_help_names_the_sample_command_and_its_options():
     def help_of(*args):
         command = [sys.executable, str(ROOT / "examples" / "char_lm.py"), *args, "--help"]

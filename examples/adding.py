@@ -13,7 +13,9 @@ baseline, while the gated cells solve the task. Plots in the work directory:
 
 * ``loss.png``: test MSE of each cell against the baseline;
 * ``hidden_grad_norms.png``: ‖∂L/∂h_t‖ against t for each cell, at
-  initialisation and after training (:func:`jaxrnn.hidden_grad_norms`);
+  initialisation and after training (:func:`jaxrnn.hidden_grad_norms`, in
+  float64, so that a vanishing gradient is drawn as it is, not cut off where its
+  float32 square underflows);
 * ``rnn_gain.png``: the same for tanh RNNs whose ``W_hh`` is scaled to norm
   0.5 … 2: vanishing below 1, growing above;
 * ``clipping.png``: the global gradient norm of every cell during training,
@@ -66,6 +68,7 @@ class Config:
     cells: common.CellName = "rnn,lstm,gru"  # comma-separated registered cells
     devices: common.Devices = None  # each batch split over them; None: all local devices
     precision: common.Precision = "float32"  # or bfloat16: the cell's compute dtype
+    profile_steps: common.Size = 0  # > 0: trace that many training steps (see Schedule)
 
     def __post_init__(self):
         common.data_parallel(self)  # a device count this machine lacks, an uneven batch
@@ -225,6 +228,23 @@ def grad_norms_over_time(cell: str, params, xs, targets):
     return jnp.mean(norms, axis=1)
 
 
+def grad_norms_in_float64(cell: str, params, xs, targets) -> np.ndarray:
+    """:func:`grad_norms_over_time` computed in float64, for the plots.
+
+    The RNN's gradient vanishes geometrically going back in time. In float32 the
+    squares that make up a norm underflow once the gradient falls below about 1e-19
+    (their sum reads 0 below about 1e-45), which would draw a false flat floor and a
+    vertical drop to it; float64 follows the gradient down to about 1e-300.
+    """
+
+    def wide(a):
+        return jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    with jax.enable_x64(True):
+        wide_params = jax.tree.map(wide, params)
+        return np.asarray(grad_norms_over_time(cell, wide_params, wide(xs), wide(targets)))
+
+
 def plot_all(config: Config, workdir: pathlib.Path, trained: dict) -> None:
     init_key, _, test_key = _keys(config.seed)
     xs, targets = make_batch(test_key, min(config.eval_size, 256), config.seq_len)
@@ -258,15 +278,13 @@ def plot_all(config: Config, workdir: pathlib.Path, trained: dict) -> None:
     for cell, params in trained.items():
         start = init_model(init_key, cell, config.hidden_size)
         for p, style, when in ((start, "--", "init"), (params, "-", "trained")):
-            norms = np.asarray(grad_norms_over_time(cell, p, xs, targets))
-            ax.plot(
-                t, np.maximum(norms, 1e-30), style, color=colors.get(cell), label=f"{cell} {when}"
-            )
+            norms = grad_norms_in_float64(cell, p, xs, targets)
+            ax.plot(t, norms, style, color=colors.get(cell), label=f"{cell} {when}")
     ax.set(
         xlabel="t",
         ylabel="mean ‖∂L/∂h_t‖",
         yscale="log",
-        title="Gradient reaching each hidden state",
+        title="Gradient reaching each hidden state (float64)",
     )
     ax.legend(fontsize=8)
     train.save_figure(fig, workdir / "hidden_grad_norms.png")
@@ -275,8 +293,8 @@ def plot_all(config: Config, workdir: pathlib.Path, trained: dict) -> None:
     base = init_model(init_key, "rnn", config.hidden_size)
     for gain in (0.5, 0.9, 1.0, 1.5, 2.0):
         cell_params = dataclasses.replace(base["cell"], w_h=gain * base["cell"].w_h)
-        norms = np.asarray(grad_norms_over_time("rnn", {**base, "cell": cell_params}, xs, targets))
-        ax.plot(t, np.maximum(norms, 1e-30), label=f"‖W_hh‖ = {gain}")
+        norms = grad_norms_in_float64("rnn", {**base, "cell": cell_params}, xs, targets)
+        ax.plot(t, norms, label=f"‖W_hh‖ = {gain}")
     ax.set(
         xlabel="t",
         ylabel="mean ‖∂L/∂h_t‖",

@@ -82,6 +82,7 @@ class Config:
     lr_decay: Annotated[float, train.Range(ge=0, le=1)] = 1.0
     devices: common.Devices = None
     precision: common.Precision = "float32"
+    profile_steps: common.Size = 0  # > 0: trace that many training steps (see Schedule)
 
     def __post_init__(self):
         common.data_parallel(self)  # a device count this machine lacks, an uneven batch
@@ -433,11 +434,9 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
         )
         if common.is_writer():
             write_sample(workdir / "samples.txt", step, bpc, text)
-        print(
-            f"  val {bpc:.3f} bits/char (unigram baseline {baseline:.3f}); sample:\n"
-            + _indent(text)
-        )
-        return {"val_bpc": bpc, "unigram_bpc": baseline}
+        if text:
+            print(f"  sample at step {step}:\n" + _indent(text))
+        return {"val_bpc": bpc, "unigram_bpc": baseline, "sample": text}
 
     result = train.fit(
         workdir,
@@ -526,13 +525,29 @@ def load_trained(workdir):
 def sample_main(argv) -> int:
     """``char_lm.py sample``: text from the newest checkpoint of a work directory."""
     parser = argparse.ArgumentParser(
-        prog="char_lm.py sample", description="Generate text from a trained model."
+        prog="char_lm.py sample",
+        description="Generate text from the newest checkpoint of a trained model: the "
+        "prompt runs through the model, then one character at a time is drawn and fed back.",
     )
-    parser.add_argument("--workdir", type=pathlib.Path, default=WORKDIR)
-    parser.add_argument("--prompt", default="The ")
-    parser.add_argument("--length", type=int, default=500)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workdir",
+        type=pathlib.Path,
+        default=WORKDIR,
+        help=f"the training run's directory, which holds its checkpoints (default: {WORKDIR})",
+    )
+    parser.add_argument("--prompt", default="The ", help="text to start from (default: 'The ')")
+    parser.add_argument(
+        "--length", type=int, default=500, help="characters to generate (default: 500)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="softmax temperature, >= 0; 0 picks the most likely character (default: 0.8)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed of the sampling (default: 0)"
+    )
     args = parser.parse_args(argv)
     with train.user_errors("char_lm"):
         for name in ("length", "seed", "temperature"):
@@ -551,7 +566,15 @@ def main(argv=None) -> int:
     if command == "sample":
         return sample_main(argv)
     return train.run_main(
-        Config, train_and_evaluate, argv, name="char_lm", config=CONFIG, description=__doc__
+        Config,
+        train_and_evaluate,
+        argv,
+        name="char_lm",
+        config=CONFIG,
+        description=__doc__,
+        epilog="To generate text from a trained model: python examples/char_lm.py sample "
+        "[--workdir DIR] [--prompt TEXT] [--length N] [--temperature T] [--seed S] "
+        "(python examples/char_lm.py sample --help describes them).",
     )
 
 

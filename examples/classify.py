@@ -59,6 +59,7 @@ class Config:
     seed: common.Seed
     devices: common.Devices = None  # each batch split over them; None: all local devices
     precision: common.Precision = "float32"  # or bfloat16: the GRU's compute dtype
+    profile_steps: common.Size = 0  # > 0: trace that many training steps (see Schedule)
 
     def __post_init__(self):
         common.data_parallel(self)  # a device count this machine lacks, an uneven batch

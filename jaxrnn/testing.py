@@ -79,8 +79,8 @@ def check_cell(
         seed: for the random numbers.
         rtol, atol: the tolerance on values; gradients get ten times ``rtol``.
 
-    Example, in a test of your own (``tests/test_registry.py`` runs the README's
-    cell through it)::
+    Example, in a test of your own (``tests/test_registry.py`` runs the cell of the
+    guide on writing your own cell through it)::
 
         jaxrnn.testing.check_cell(my_cell, reference_step=my_numpy_step, spatial=(8, 8))
     """

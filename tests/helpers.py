@@ -255,16 +255,18 @@ def close(a, b, tol=1e-5):
 fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
-# The README -------------------------------------------------------------------------------
+# The README and the docs ---------------------------------------------------------------------
+
+DOCS = ROOT / "docs"
 
 
-def readme_blocks() -> dict[str, list[str]]:
-    """The README's ```python blocks by the ``##`` section they stand in, in order.
+def markdown_blocks(path: Path) -> dict[str, list[str]]:
+    """A Markdown page's ```python blocks by the ``##`` section they stand in, in order.
 
     The blocks of one section run in order in one namespace, as a reader runs them.
     """
     sections, heading, block = {}, "", None
-    for line in (ROOT / "README.md").read_text().splitlines(keepends=True):
+    for line in path.read_text().splitlines(keepends=True):
         if block is not None:
             if line.startswith("```"):
                 sections.setdefault(heading, []).append("".join(block))
@@ -276,3 +278,18 @@ def readme_blocks() -> dict[str, list[str]]:
         elif line.startswith("## "):
             heading = line[3:].strip()
     return sections
+
+
+def readme_blocks() -> dict[str, list[str]]:
+    """The README's ```python blocks by section."""
+    return markdown_blocks(ROOT / "README.md")
+
+
+def docs_pages() -> list[Path]:
+    """The site's Markdown pages that hold ```python blocks."""
+    return [p for p in sorted(DOCS.rglob("*.md")) if "_build" not in p.parts and page_blocks(p)]
+
+
+def page_blocks(path: Path) -> list[str]:
+    """All of a page's ```python blocks in order: a page runs top to bottom in one namespace."""
+    return [b for blocks in markdown_blocks(path).values() for b in blocks]

@@ -142,11 +142,13 @@ def main():
 
 
 def readme_time_sharding():
-    """Runs the README's block on time sharding as written, on these 4 devices."""
-    from tests.helpers import readme_blocks
+    """Runs the docs' block on time sharding as written, on these 4 devices."""
+    from tests.helpers import docs_pages, page_blocks
 
-    (block,) = [b for bs in readme_blocks().values() for b in bs if 'axis_name="time"' in b]
-    exec(compile(block, "README.md", "exec"), {})
+    ((page, block),) = [
+        (p, b) for p in docs_pages() for b in page_blocks(p) if 'axis_name="time"' in b
+    ]
+    exec(compile(block, str(page), "exec"), {})
     return "ran"
 
 

@@ -110,3 +110,57 @@ def test_the_layers_import_downwards_and_no_cell_imports_another():
     for module in sorted(edges):
         if module not in state:
             visit(module, [module])
+
+
+def test_from_torch_without_torch_names_the_extra():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # as if PyTorch were not installed
+        "import jaxrnn\n"
+        "for convert in (jaxrnn.interop.from_torch, jaxrnn.interop.to_torch):\n"
+        "    try:\n"
+        "        convert(None)\n"
+        "    except ImportError as error:\n"
+        "        print(error)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert out == [
+        f'jaxrnn.interop.{name} needs PyTorch, which is not installed: pip install "jaxrnn[torch]"'
+        for name in ("from_torch", "to_torch")
+    ]
+
+
+def test_the_package_metadata_is_in_one_place():
+    import jaxrnn
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib comes with Python 3.11")
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    meta = project["project"]
+    assert meta["dynamic"] == ["version"] and "version" not in meta
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "jaxrnn.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", jaxrnn.__version__)
+    assert meta["license"] == "Apache-2.0" and meta["license-files"] == ["LICENSE"]
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+    assert meta["readme"] == "README.md" and meta["classifiers"] and meta["keywords"]
+    extras = meta["optional-dependencies"]
+    assert {"torch", "examples", "tensorboard", "docs", "test", "bench"} <= set(extras)
+    assert extras["torch"] == ["torch>=2.1"]
+    assert "torch==2.13.0" in extras["test"]  # the CPU build; never an unpinned torch in CI
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## Unreleased" in changelog and f"## {jaxrnn.__version__} " in changelog
+    assert f"version: {jaxrnn.__version__}" in (ROOT / "CITATION.cff").read_text()
+
+
+def test_the_sdist_manifest_holds_what_the_tests_read():
+    manifest = (ROOT / "MANIFEST.in").read_text().split()
+    for folder in ("examples", "configs", "benchmarks", "docs", "tests"):
+        assert folder in manifest, folder
+
+
+def test_the_readme_is_short_and_links_into_the_docs():
+    lines = README.splitlines()
+    assert len(lines) <= 250, len(lines)
+    for target in re.findall(r"\]\(((?:docs/|CHANGELOG|CITATION|LICENSE)[^)#]*)", README):
+        assert (ROOT / target).exists(), target

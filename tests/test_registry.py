@@ -1,4 +1,4 @@
-"""Cells as values: the registry, and a user's cell from the README everywhere a cell works."""
+"""Cells as values: the registry, and a user's cell from the docs everywhere a cell works."""
 
 import dataclasses
 import pathlib
@@ -10,10 +10,11 @@ import pytest
 from flax import nnx
 
 import jaxrnn
-from tests.helpers import readme_blocks
+from tests.helpers import DOCS, page_blocks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BLOCK = readme_blocks()["Writing your own cell"][0]  # the cell; then a check of one
+GUIDE = DOCS / "guides" / "custom-cells.md"
+BLOCK = page_blocks(GUIDE)[0]  # the cell; then a check of one
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def readme():
     # A user's code, which need not follow the suite's rank_promotion="raise".
     with jax.numpy_rank_promotion("allow"):
         namespace = {}
-        exec(compile(BLOCK, "README.md", "exec"), namespace)
+        exec(compile(BLOCK, str(GUIDE), "exec"), namespace)
         yield namespace
 
 
@@ -83,7 +84,7 @@ def test_readme_cell_in_both_module_families(readme):
 def test_running_the_definition_again_replaces_it(readme):
     namespace = {}
     with jax.numpy_rank_promotion("allow"):
-        exec(compile(BLOCK, "README.md", "exec"), namespace)
+        exec(compile(BLOCK, str(GUIDE), "exec"), namespace)
     assert jaxrnn.get_cell("indrnn") is namespace["indrnn"]
 
 
@@ -194,7 +195,7 @@ def test_an_unregistered_cell_value_works_wherever_a_name_does(readme):
 
 
 def numpy_indrnn(params, h, x):
-    """The README cell's equation, apart from its code."""
+    """The guide's cell's equation, apart from its code."""
     w_x, u, b = (np.asarray(a, np.float64) for a in params)
     h = np.maximum(x @ w_x + u * h + b, 0.0)
     return h, h
@@ -228,7 +229,7 @@ def test_check_cell_passes_the_readme_cell_and_catches_what_is_wrong(readme):
 def test_readme_cell_trains_in_the_char_lm_from_the_command_line(tmp_path, monkeypatch):
     from examples import char_lm
 
-    # Another module registers the README's cell under its own name (one process, one name).
+    # Another module registers the guide's cell under its own name (one process, one name).
     (tmp_path / "indrnn_readme.py").write_text(BLOCK.replace('"indrnn"', '"indrnn_cli"'))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.path", list(__import__("sys").path))

@@ -42,7 +42,7 @@ class ConvLSTMParams(RecurrentWeights):
 
     @property
     def num_feature_axes(self) -> int:
-        """Trailing axes of one step's input that are not batch: the spatial ones and channels."""
+        """How many trailing axes of one step's input are not batch (spatial and channels)."""
         return len(self.kernel_size) + 1
 
     def check(self):

@@ -191,7 +191,7 @@ def hawk_step(params: HawkParams, carry: HawkState, x: jax.Array):
     the window is empty and the RG-LRU takes its first step, as RecurrentGemma
     treats ``segment_pos == 0``. :func:`jaxrnn.scan` runs the whole sequence in
     parallel: both projections and the convolution over all steps at once, then
-    the RG-LRU's linear scan (:class:`HawkScan`); this step is its definition.
+    the RG-LRU's linear scan (``HawkScan``); this step is its definition.
 
     Args:
         params: a :class:`HawkParams`.

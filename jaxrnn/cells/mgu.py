@@ -59,7 +59,7 @@ def mgu_init(
 ):
     """Initialises an MGU cell as Flax does: ``b_xf = forget_bias`` (1.0), other biases 0.
 
-    Weights follow :mod:`jaxrnn._initializers` (LeCun normal input weights,
+    Weights follow ``jaxrnn._initializers`` (LeCun normal input weights,
     orthogonal recurrent blocks per gate). The forget gate's bias of 1 keeps the
     previous state by default (Jozefowicz et al. 2015), as Flax's ``forget_bias_init``.
 

@@ -48,7 +48,7 @@ class RNNParams(RecurrentWeights):
 
 
 def rnn_init(key, input_size: int, hidden_size: int, *, activation="tanh", dtype=jnp.float32):
-    """Initialises a vanilla RNN cell (see :mod:`jaxrnn._initializers` for the scheme).
+    """Initialises a vanilla RNN cell (see ``jaxrnn._initializers`` for the scheme).
 
     Example:
         >>> import jax, jaxrnn

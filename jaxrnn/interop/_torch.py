@@ -23,6 +23,18 @@ from jaxrnn.cells.lstm import LSTMParams
 from jaxrnn.cells.rnn import RNNParams
 
 
+def _torch(function: str):
+    """PyTorch, imported on first use; without it, an error that names the extra to install."""
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError(
+            f"jaxrnn.interop.{function} needs PyTorch, which is not installed: "
+            'pip install "jaxrnn[torch]"'
+        ) from error
+    return torch
+
+
 def _array(tensor, dtype):
     value = tensor.detach().cpu()
     if dtype is None:
@@ -69,8 +81,7 @@ def from_torch(module, *, dtype=None):
         >>> p.w_x.shape, p.reset_after
         ((3, 15), True)
     """
-    import torch
-
+    torch = _torch("from_torch")
     nn = torch.nn
     cells = {nn.RNNCell: "RNN", nn.LSTMCell: "LSTM", nn.GRUCell: "GRU"}
     layers = {nn.RNN: "RNN", nn.LSTM: "LSTM", nn.GRU: "GRU"}
@@ -129,8 +140,7 @@ def to_torch(params):
         dtype; other float types become float32) whose outputs equal jaxrnn's.
         The RNN and LSTM bias goes to ``bias_ih``; ``bias_hh`` is zero.
     """
-    import torch
-
+    torch = _torch("to_torch")
     single = not _checks.is_sequence(params)
     layers = ((params,),) if single else params
     first = _check_layers(layers, single)

@@ -27,7 +27,7 @@ class ScanRule(abc.ABC):
             carry, ys[t] = new, y
         return carry, ys
 
-    A subclass implements :meth:`__call__` and sets two attributes that tell
+    A subclass implements :meth:`ScanRule.__call__` and sets two attributes that tell
     :func:`jaxrnn.scan` what it supports (both class attributes or fields):
 
     Attributes:

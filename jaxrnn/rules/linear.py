@@ -87,12 +87,12 @@ class LinearRecurrence(ScanRule):
         segments: the carry is a :class:`jaxrnn.rules.SegmentState` ``(h, started)``
             and a segment's first step differs from the others (the RG-LRU):
             ``coefficients(params, xs, started)`` then takes each step's flag
-            ``started (T, *batch)`` (see :mod:`jaxrnn.rules.segments`).
+            ``started (T, *batch)`` (see ``jaxrnn.rules.segments``).
         readout: ``None``: the output is the state, ``y_t = H_t``. Otherwise
             ``readout(params, xs, hs) -> ys``, the outputs of all steps from their
             states ``hs (T, *batch, *state)``, and the carry is a
             :class:`jaxrnn.rules.ReadoutState` ``(y, s)`` (S6, the LRU; see
-            :mod:`jaxrnn.rules.readout`). The state may have any trailing axes.
+            ``jaxrnn.rules.readout``). The state may have any trailing axes.
         complex_state: with a readout: the coefficients are complex, the carry holds
             the state's real and imaginary parts as halves of its last axis (the LRU).
 

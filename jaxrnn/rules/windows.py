@@ -5,7 +5,7 @@ block) streams one step at a time by carrying the last ``K - 1`` inputs. Over a
 whole sequence the window each step sees is known in advance: the inputs before
 it in the recurrence's order, the carry's window before the first, and nothing
 from before a segment's start (the carry's ``started`` flag, as in
-:mod:`jaxrnn.rules.segments`; a reset restores the initial carry's window).
+``jaxrnn.rules.segments``; a reset restores the initial carry's window).
 These pieces compute every step's window at once, in "run order": each
 sequence's steps in the recurrence's order, those that run first.
 """

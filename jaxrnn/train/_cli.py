@@ -48,7 +48,9 @@ def user_errors(prog: str = "error"):
         raise SystemExit(2) from None
 
 
-def run_main(schema, train_and_evaluate, argv=None, *, name, config, description=None) -> int:
+def run_main(
+    schema, train_and_evaluate, argv=None, *, name, config, description=None, epilog=None
+) -> int:
     """A script's whole command line: parse, run ``train_and_evaluate``, return the exit status.
 
     The command line is ``[--config FILE] [--workdir DIR] [--import MODULE]
@@ -77,6 +79,7 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
         name: the program name, for messages and the default work directory.
         config: the default config file.
         description: help text.
+        epilog: text shown after the options in ``--help`` (e.g. other commands).
 
     Returns:
         0 when the run finished, 130 when Ctrl-C stopped it and 143 when SIGTERM
@@ -92,6 +95,7 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
             config=config,
             workdir=pathlib.Path("runs") / name,
             description=first_paragraph,
+            epilog=epilog,
         )
         try:
             with hold_workdir(workdir):
@@ -113,10 +117,10 @@ def run_main(schema, train_and_evaluate, argv=None, *, name, config, description
     return 128 + signal.Signals[result.stopped_by or "SIGINT"]
 
 
-def _parse_run(schema, argv=None, *, config, workdir, description=None):
+def _parse_run(schema, argv=None, *, config, workdir, description=None, epilog=None):
     """An example's command line parsed into ``(config, workdir)``, with several processes
     started first if it asks for them."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, epilog=epilog)
     parser.add_argument(
         "--config", type=pathlib.Path, default=config, help=f"config file (default: {config})"
     )

@@ -23,6 +23,7 @@ from jaxrnn.train._options import Report, Schedule
 from jaxrnn.train._parallel import devices_of
 from jaxrnn.train._plots import plot_metrics
 from jaxrnn.train._progress import format_value, progress
+from jaxrnn.train._tensorboard import event_writer
 from jaxrnn.train._workdir import disk_error, hold_workdir, is_primary, write_json
 
 #: Keys of the meta stored with a checkpoint that :func:`fit` fills in itself.
@@ -82,6 +83,14 @@ def fit(
     ``config.json`` and ``curves.png`` (drawn as ``report.panels`` say). The run
     holds an OS lock on ``workdir``: a second run on it is refused.
 
+    With tensorboardX installed (``pip install "jaxrnn[tensorboard]"``) the run
+    also writes TensorBoard event files into ``workdir``: every record of
+    ``metrics.jsonl`` as scalars (``train/loss``, ``eval/val_bpc``), the config as
+    hyperparameters, and the texts ``eval_fn`` returns (a sample, say); a resumed
+    run purges what an earlier one wrote past its checkpoint, so each step shows
+    once. ``schedule.profile_steps`` traces that many training steps (after the
+    first, which compiles) with the JAX profiler into ``workdir/profile``.
+
     The run uses the devices that ``init_state`` lives on: for data parallelism,
     replicate it (and shard the batch) with :class:`DataParallel`; each
     training record and progress line says how many devices there are. A
@@ -89,8 +98,9 @@ def fit(
     was written from, so a run may resume on another device count (the config
     key ``devices`` may change). With several processes
     (``jax.distributed.initialize``), every process calls ``fit``; only process
-    0 locks ``workdir`` and writes ``metrics.jsonl``, ``config.json`` and
-    ``curves.png``, and Orbax writes each process's share of a checkpoint.
+    0 locks ``workdir`` and writes ``metrics.jsonl``, ``config.json``,
+    ``curves.png``, the event files and the trace, and Orbax writes each
+    process's share of a checkpoint.
 
     If ``workdir`` already holds a checkpoint, the run resumes from the newest
     one, after checking its digests. Resumption is exact when ``train_step`` is
@@ -123,7 +133,8 @@ def fit(
         eval_fn: ``eval_fn(state) -> dict`` of floats, e.g. a validation loss
             (or ``eval_fn(state, step)``, if it takes two arguments: to key what it
             writes by step, so a resumed run can replace what it redoes);
-            run every ``schedule.eval_every`` steps and at the end.
+            run every ``schedule.eval_every`` steps and at the end. Values that
+            are strings (a generated sample) go to TensorBoard as text only.
         config: the run's config dataclass, checked (types and
             :class:`~jaxrnn.train.Range` s) before anything is written, saved
             to ``config.json`` and with every checkpoint. On resumption a config
@@ -149,10 +160,9 @@ def fit(
         CheckpointError: the newest checkpoint is unreadable, damaged (its
             digests do not match) or does not fit ``init_state``.
         WorkdirError: another run holds ``workdir``, it cannot be written, the
-            disk is full, or ``metrics.jsonl`` has a damaged line.
-
-        Nothing saved is changed by any of these: the checks come before the
-        first write, and a failed write leaves the newest checkpoint intact.
+            disk is full, or ``metrics.jsonl`` has a damaged line. Nothing saved
+            is changed by any of these: the checks come before the first write,
+            and a failed write leaves the newest checkpoint intact.
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule: expected a jaxrnn.train.Schedule, got {schedule!r}")
@@ -218,7 +228,8 @@ class _Run:
         self.report = report
         self.eval_fn = eval_fn
         self.eval_takes_step = _takes_two(eval_fn)
-        self.console = report.console or Console()
+        # soft_wrap: a line written to a file or a pipe is never broken at 80 columns.
+        self.console = report.console or Console(soft_wrap=True)
         self.primary = is_primary()  # the process that writes the run's files
         self.metrics = MetricsLog(workdir / "metrics.jsonl")
         self.config_dict = None if config is None else to_dict(config)
@@ -237,6 +248,16 @@ class _Run:
         for record in kept:
             if record["split"] == "eval" and record["step"] == step:
                 self.evaluation, self.evaluated_at = _values(record), step
+        self.events = None
+        if self.primary:
+            self.events = event_writer(self.workdir, first_step=step, config=self.config_dict)
+        try:
+            return self._train(state, step, resumed_from, train_step, callbacks)
+        finally:
+            if self.events is not None:
+                self.events.close()
+
+    def _train(self, state, step, resumed_from, train_step, callbacks) -> RunResult:
         if resumed_from is not None:
             self.console.print(f"Resuming from the checkpoint at step {step} in {self.workdir}")
         if self.config_dict is not None and self.primary:
@@ -262,8 +283,10 @@ class _Run:
         with progress(self.console, self.report.title, total, step) as bar, _signals() as stop:
             self.interval.reset()
             in_flight = None  # the previous step's metrics, until it has finished
+            profile = _Profile(self.workdir, self.schedule.profile_steps, self.primary)
             try:
                 while step < total and not stop.requested:
+                    profile.before_step()
                     state, step_metrics = train_step(state, step)
                     # At most two steps in flight: the next is dispatched while one runs,
                     # but the queue stays short. (With more, XLA's CPU client can start a
@@ -273,6 +296,7 @@ class _Run:
                     in_flight = step_metrics
                     step += 1
                     self.interval.add(step_metrics)
+                    profile.after_step(step_metrics, self.console)
                     for callback in callbacks:
                         callback(step, state, step_metrics)
                     self._record(state, step, bar, flush=step == total)
@@ -283,6 +307,8 @@ class _Run:
                 if stop.requested:
                     raise  # a second signal: abort now; the newest checkpoint is intact
                 stop.requested = "SIGINT"  # Ctrl-C where no handler could be installed
+            finally:
+                profile.stop(self.console)
             interrupted = stop.requested if step < total else None
             if interrupted:
                 # Complete the step's records, then save: a checkpoint implies its records.
@@ -302,7 +328,10 @@ class _Run:
         if self.interval.count and (step % s.log_every == 0 or at_checkpoint or flush):
             means, rate = self.interval.means(self.report.items_per_step)
             if self.primary:
-                self.metrics.write(step, "train", **means, items_per_s=rate, devices=self.devices)
+                record = {**means, "items_per_s": rate, "devices": self.devices}
+                self.metrics.write(step, "train", **record)
+                if self.events is not None:
+                    self.events.scalars(step, "train", record)
             bar.log(step, means, rate, self.report.item_name, self.devices)
             self.interval.reset()
         final = step == s.steps
@@ -312,9 +341,15 @@ class _Run:
 
     def _evaluate(self, state, step):
         found = self.eval_fn(state, step) if self.eval_takes_step else self.eval_fn(state)
-        values = {k: float(v) for k, v in found.items()}
+        texts = {k: v for k, v in found.items() if isinstance(v, str)}  # e.g. a sample
+        values = {k: float(v) for k, v in found.items() if k not in texts}
         if self.primary:
             self.metrics.write(step, "eval", **values)
+            if self.events is not None:
+                self.events.scalars(step, "eval", values)
+                for name, text in texts.items():
+                    self.events.text(step, f"eval/{name}", text)
+                self.events.flush()
         shown = "  ".join(f"{k} {format_value(v)}" for k, v in values.items())
         self.console.print(f"step {step}: eval {shown}")
         self.evaluation, self.evaluated_at = values, step
@@ -339,6 +374,36 @@ class _Run:
 
 def _values(record) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("step", "split")}
+
+
+class _Profile:
+    """A JAX profiler trace of ``steps`` training steps, from the second step this process
+    runs (the first compiles), into ``workdir/profile``; only the primary process traces."""
+
+    def __init__(self, workdir, steps, primary):
+        self.path = pathlib.Path(workdir) / "profile"
+        self.left = steps if primary else 0
+        self.seen = 0
+        self.tracing = False
+
+    def before_step(self):
+        if self.left and not self.tracing and self.seen == 1:
+            jax.profiler.start_trace(str(self.path), create_perfetto_trace=True)
+            self.tracing = True
+
+    def after_step(self, metrics, console):
+        self.seen += 1
+        if self.tracing:
+            self.left -= 1
+            if not self.left:
+                jax.block_until_ready(metrics)
+                self.stop(console)
+
+    def stop(self, console):
+        if self.tracing:
+            jax.profiler.stop_trace()
+            self.tracing = False
+            console.print(f"Profiler trace of the training steps in {self.path}")
 
 
 class _Interval:

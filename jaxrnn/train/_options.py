@@ -25,6 +25,9 @@ class Schedule:
             interval) and progress updates.
         eval_every: steps between evaluations; ``None``: only at the end.
         checkpoint_every: steps between checkpoints (there is one at the end too).
+        profile_steps: training steps to trace with the JAX profiler, from the
+            second step a run takes (the first compiles), into ``<workdir>/profile``
+            (TensorBoard's profile tab or Perfetto read it); 0, the default: none.
 
     Example:
         >>> Schedule(steps=100, log_every=10).checkpoint_every
@@ -40,14 +43,15 @@ class Schedule:
     log_every: Annotated[int, Range(ge=1)] = 50
     eval_every: Annotated[int, Range(ge=1)] | None = None
     checkpoint_every: Annotated[int, Range(ge=1)] = 500
+    profile_steps: Annotated[int, Range(ge=0)] = 0
 
     def __post_init__(self):
         check_config(self)
 
     @classmethod
     def from_config(cls, config) -> Schedule:
-        """The schedule of a config with fields ``steps``, ``log_every``, ``eval_every`` and
-        ``checkpoint_every`` (those it lacks keep their defaults)."""
+        """The schedule of a config with fields ``steps``, ``log_every``, ``eval_every``,
+        ``checkpoint_every`` and ``profile_steps`` (those it lacks keep their defaults)."""
         names = [f.name for f in dataclasses.fields(cls)]
         if not hasattr(config, "steps"):
             raise TypeError(f"config: expected a config with a 'steps' field, got {config!r}")

@@ -9,7 +9,10 @@ built-in cell means its module, its NumPy rendering and one row here.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -293,3 +296,27 @@ def docs_pages() -> list[Path]:
 def page_blocks(path: Path) -> list[str]:
     """All of a page's ```python blocks in order: a page runs top to bottom in one namespace."""
     return [b for blocks in markdown_blocks(path).values() for b in blocks]
+
+
+# Worker processes -------------------------------------------------------------------------
+
+
+def once(tmp_path_factory, name, make) -> Path:
+    """The directory where ``make(directory)`` ran, once per test session (across xdist
+    workers, and however often a fixture is set up again); ``make`` writes ``report.json``
+    there, or the failure it met is written there."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of one session
+    directory = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (directory / "report.json").exists():
+            directory.mkdir(exist_ok=True)
+            try:
+                make(directory)
+            except Exception as error:
+                (directory / "report.json").write_text(json.dumps({"failure": str(error)}))
+    report = json.loads((directory / "report.json").read_text())
+    assert "failure" not in report, report.get("failure")
+    return directory

@@ -8,7 +8,6 @@ once per test session, also under ``pytest -n``: the first test that needs it
 starts it, and the others read its report.
 """
 
-import fcntl
 import json
 import os
 import pathlib
@@ -28,31 +27,12 @@ sys.path.insert(0, str(ROOT / "examples"))
 import char_lm  # noqa: E402
 
 from tests.data_parallel_worker import LM  # noqa: E402
+from tests.helpers import once as _once  # noqa: E402
 
 TOLERANCE = 1e-5
 
 # On one xdist worker (``--dist loadgroup``): the other is not left waiting on the lock below.
 pytestmark = pytest.mark.xdist_group("data_parallel")
-
-
-def _once(tmp_path_factory, name, make) -> pathlib.Path:
-    """The directory where ``make(directory)`` ran, once per session (across xdist workers);
-    ``make`` writes ``report.json`` there, or the failure it met."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by the workers of one session
-    directory = root / name
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (directory / "report.json").exists():
-            directory.mkdir(exist_ok=True)
-            try:
-                make(directory)
-            except Exception as error:
-                (directory / "report.json").write_text(json.dumps({"failure": str(error)}))
-    report = json.loads((directory / "report.json").read_text())
-    assert "failure" not in report, report.get("failure")
-    return directory
 
 
 def _run_worker(directory):

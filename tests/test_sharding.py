@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import once
+
 # Each reads the report of one worker process: the full suite only, and all on one
 # xdist worker (``--dist loadgroup``), so that the worker runs once per session.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
@@ -18,8 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def report():
+def _run_worker(directory):
     result = subprocess.run(
         [sys.executable, "-m", "tests.sharding_worker"],
         cwd=ROOT,
@@ -27,8 +28,15 @@ def report():
         text=True,
         timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
+    if result.returncode != 0:
+        raise RuntimeError(f"the 4-device worker failed:\n{result.stderr[-3000:]}")
+    (directory / "report.json").write_text(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def report(tmp_path_factory):
+    directory = once(tmp_path_factory, "sharding", _run_worker)
+    return json.loads((directory / "report.json").read_text())
 
 
 def test_four_devices(report):

@@ -23,14 +23,19 @@ def read_events(workdir):
     at ``s`` and later."""
     from tensorboardX.proto import event_pb2
 
-    seen = []
-    for path in sorted(workdir.glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        at = 0
+    files = []
+    for path in workdir.glob("events.out.tfevents.*"):
+        data, at, events = path.read_bytes(), 0, []
         while at < len(data):
             (length,) = struct.unpack("<Q", data[at : at + 8])
-            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+            events.append(event_pb2.Event.FromString(data[at + 12 : at + 12 + length]))
             at += 12 + length + 4
+        files.append(events)
+    # In the order the files were started (their names end in a per-process counter,
+    # which does not sort as text past 9).
+    seen = []
+    for events in sorted(files, key=lambda events: events[0].wall_time if events else 0.0):
+        for event in events:
             if event.HasField("session_log") and event.session_log.status == 1:  # START
                 seen = [e for e in seen if e.step < event.step]
             seen.append(event)

@@ -1,0 +1,181 @@
+"""The capability suite (benchmarks/capabilities): each task's generator against a plain
+Python rendering of its definition, the sizing rule, the claims' verdicts, and a smoke run
+of every task that resumes."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks.capabilities import (
+    TASKS,
+    adding,
+    claims,
+    delayed_recall,
+    induction,
+    model,
+    mqar,
+    parity,
+    selective_copy,
+    suite,
+)
+
+
+def _batch(module_or_task, split, n=5, seed=0):
+    make = module_or_task.make_batch
+    return jax.tree.map(np.asarray, make(jax.random.key(seed), n, split))
+
+
+def _columns(batch):
+    """Each sequence's ``(xs, targets, weights)`` as Python lists."""
+    return [tuple(a[:, b].tolist() for a in batch) for b in range(batch.xs.shape[1])]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_parity_targets_are_running_parities_scored_on_the_split_lengths(split):
+    length, first = (40, 3) if split == "train" else (256, 40)
+    for bits, targets, weights in _columns(_batch(parity, split)):
+        assert len(bits) == length and set(bits) <= {0, 1}
+        running = 0
+        for t, bit in enumerate(bits):
+            running ^= bit
+            assert targets[t] == running
+            assert weights[t] == (1.0 if t + 1 >= first else 0.0)
+
+
+def test_selective_copy_targets_are_the_data_tokens_in_order():
+    span, k = selective_copy.SPAN, selective_copy.NUM_TOKENS
+    for xs, targets, weights in _columns(_batch(selective_copy, "train")):
+        data = [x for x in xs[:span] if x != selective_copy.NOISE]
+        assert len(data) == k and all(0 <= x < selective_copy.VOCAB for x in data)
+        assert xs[span:] == [selective_copy.MARKER] * k
+        assert targets[span:] == data
+        assert weights == [0.0] * span + [1.0] * k
+
+
+def test_mqar_answers_are_the_queried_keys_values():
+    p, offset = mqar.NUM_PAIRS, mqar.VALUE_OFFSET
+    for xs, targets, weights in _columns(_batch(mqar, "train")):
+        keys, values = xs[0 : 2 * p : 2], xs[1 : 2 * p : 2]
+        assert len(set(keys)) == p and all(k < mqar.NUM_KEYS for k in keys)
+        memory = {k: v - offset for k, v in zip(keys, values, strict=True)}
+        queries = xs[2 * p :]
+        assert sorted(queries) == sorted(keys)
+        assert targets[2 * p :] == [memory[q] for q in queries]
+        assert weights == [0.0] * (2 * p) + [1.0] * p
+
+
+def test_delayed_recall_targets_the_pattern_after_the_marker():
+    n, delay = delayed_recall.PATTERN, delayed_recall.DELAY
+    for xs, targets, weights in _columns(_batch(delayed_recall, "train")):
+        bits = xs[:n]
+        assert set(bits) <= {0, 1}
+        assert xs[n : n + delay] == [delayed_recall.BLANK] * delay
+        assert xs[n + delay :] == [delayed_recall.GO] + [delayed_recall.BLANK] * (n - 1)
+        assert targets[n + delay :] == bits
+        assert weights == [0.0] * (n + delay) + [1.0] * n
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_induction_target_follows_the_triggers_earlier_occurrence(split):
+    length = induction.TRAIN_LEN if split == "train" else induction.TEST_LEN
+    for xs, targets, weights in _columns(_batch(induction, split)):
+        assert len(xs) == length and xs[-1] == induction.TRIGGER
+        earlier = [t for t, x in enumerate(xs[:-1]) if x == induction.TRIGGER]
+        assert len(earlier) == 1 and earlier[0] + 1 < length - 1
+        assert targets[-1] == xs[earlier[0] + 1]
+        assert weights == [0.0] * (length - 1) + [1.0]
+
+
+def test_adding_scores_the_sum_of_the_marked_values_at_the_last_step():
+    batch = _batch(adding.ADDING_100, "train")
+    for b in range(batch.xs.shape[1]):
+        values, markers = batch.xs[:, b, 0], batch.xs[:, b, 1]
+        marked = [float(v) for v, m in zip(values, markers, strict=True) if m == 1]
+        assert len(marked) == 2
+        np.testing.assert_allclose(batch.targets[-1, b], sum(marked), rtol=1e-6)
+    assert batch.weights[:-1].sum() == 0 and (batch.weights[-1] == 1).all()
+
+
+def test_generators_are_pure_functions_of_their_key():
+    for task in TASKS.values():
+        if task.name == "adding-1000":
+            continue  # the same generator as adding-100
+        a, b, c = (_batch(task, "train", n=3, seed=s) for s in (0, 0, 1))
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert not np.array_equal(a.xs, c.xs)
+
+
+def test_lstm_hidden_size_is_closest_to_the_target():
+    # An LSTM layer reading d features has 4h(d + h + 1) parameters: here d = EMBED, then h.
+    def lstm_count(h):
+        return 4 * h * (model.EMBED + h + 1) + 4 * h * (2 * h + 1)
+
+    h = model.hidden_size("lstm")
+    assert model.recurrent_params("lstm", h) == lstm_count(h)
+    gap = abs(lstm_count(h) - model.TARGET_PARAMS)
+    assert gap <= min(abs(lstm_count(g) - model.TARGET_PARAMS) for g in range(8, 200))
+
+
+def test_claims_verdicts_follow_the_thresholds():
+    def result(task, cell, metric):
+        return {"task": task, "cell": cell, "metric": metric, "skill": TASKS[task].skill(metric)}
+
+    parity_claim = next(c for c in claims.CLAIMS if c.task == "parity")
+    solved = [result("parity", "lstm", 0.99), result("parity", "mingru", 0.52)]
+    assert claims.check(parity_claim, solved, TASKS)[0] == "reproduced"
+    half = [result("parity", "lstm", 0.60), result("parity", "mingru", 0.52)]
+    assert claims.check(parity_claim, half, TASKS)[0] == "partly reproduced"
+    wrong = [result("parity", "lstm", 0.5), result("parity", "mingru", 0.99)]
+    assert claims.check(parity_claim, wrong, TASKS)[0] == "not reproduced"
+    assert claims.check(parity_claim, [], TASKS)[0] == "not run"
+    # The adding problem: lower is better, chance is 1/6.
+    adding_claim = next(c for c in claims.CLAIMS if c.task == "adding-100")
+    ok = [result("adding-100", "lstm", 0.001), result("adding-100", "rnn", 0.17)]
+    assert claims.check(adding_claim, ok, TASKS)[0] == "reproduced"
+    mqar_claim = next(c for c in claims.CLAIMS if c.task == "mqar")
+    pair = [result("mqar", "mlstm", 0.9), result("mqar", "lstm", 0.95)]
+    verdict, figures = claims.check(mqar_claim, pair, TASKS)
+    assert verdict == "not reproduced" and "lstm 0.95" in figures
+
+
+@pytest.mark.slow
+def test_quick_run_writes_the_table_and_heat_map_and_resumes(tmp_path, capsys):
+    tasks = list(TASKS)
+    argv = ["--quick", "--cells", "rnn,mingru", "--workdir", str(tmp_path / "runs")]
+    assert suite.main([*argv, "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / suite.DATA).read_text())["results"]
+    assert {(r["task"], r["cell"]) for r in results} == {
+        (t, c) for t in tasks for c in ("rnn", "mingru")
+    }
+    for r in results:
+        assert np.isfinite(r["metric"]) and 0 <= r["skill"] <= 1 and r["seconds"] > 0
+        assert r["hidden_size"] == model.hidden_size(r["cell"])
+    text = (tmp_path / suite.TABLE).read_text()
+    assert all(TASKS[t].title in text for t in tasks) and "## Published claims" in text
+    assert (tmp_path / suite.FIGURE).stat().st_size > 10_000
+    # Run again: every run is read back, none trained again.
+    capsys.readouterr()
+    assert suite.main([*argv, "--out", str(tmp_path / "again")]) == 0
+    assert "step " not in capsys.readouterr().out
+    again = json.loads((tmp_path / "again" / suite.DATA).read_text())["results"]
+    assert again == results
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_to_the_same_result(tmp_path):
+    task = TASKS["mqar"]
+    short = dataclasses.replace(task, quick=dataclasses.replace(task.quick, steps=2))
+    first, stopped = suite.train_one(short, "rnn", tmp_path / "resumed", quick=True)
+    assert stopped is None and first["config"]["steps"] == 2
+    resumed, _ = suite.train_one(task, "rnn", tmp_path / "resumed", quick=True)
+    straight, _ = suite.train_one(task, "rnn", tmp_path / "straight", quick=True)
+    assert resumed["metric"] == straight["metric"]
+
+
+def test_spatial_cells_are_skipped():
+    cells, skipped = suite.vector_cells()
+    assert "conv_lstm" in skipped and "conv_lstm" not in cells and "lstm" in cells

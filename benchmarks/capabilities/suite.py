@@ -100,7 +100,7 @@ def train_one(task, cell: str, workdir, *, quick: bool = False, seed: int = 0):
         seed=seed,
         steps=budget.steps,
         log_every=min(LOG_EVERY, budget.steps),
-        checkpoint_every=min(CHECKPOINT_EVERY, budget.steps),
+        checkpoint_every=min(CHECKPOINT_EVERY, max(budget.steps // 2, 1)),
     )
     result_path = workdir / "result.json"
     if result_path.is_file():
@@ -328,13 +328,16 @@ def heat_map(results, tasks, cells, path, *, quick=False) -> None:
         for j, task in enumerate(tasks):
             if (task.name, cell) in by:
                 skill[i, j] = by[task.name, cell]["skill"]
-    fig, ax = plt.subplots(figsize=(1.3 * len(tasks) + 2.5, 0.45 * len(rows) + 2.2))
-    image = ax.imshow(skill, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    fig, ax = plt.subplots(figsize=(1.25 * len(tasks) + 3.0, 0.42 * len(rows) + 2.4))
+    cmap = plt.get_cmap("RdYlGn")
+    image = ax.imshow(skill, cmap=cmap, vmin=0, vmax=1, aspect="auto")
     for i, cell in enumerate(rows):
         for j, task in enumerate(tasks):
             if (task.name, cell) in by:
                 text = _format(task, by[task.name, cell]["metric"])
-                ax.text(j, i, text, ha="center", va="center", fontsize=9)
+                dark = skill[i, j] < 0.2 or skill[i, j] > 0.85  # the map's dark ends
+                ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                        color="white" if dark else "black")  # fmt: skip
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels(
         [f"{t.title}\n({t.metric_name})" for t in tasks], rotation=30, ha="right", fontsize=9
@@ -342,14 +345,21 @@ def heat_map(results, tasks, cells, path, *, quick=False) -> None:
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{c} (h={by_cell(by, c)['hidden_size']})" for c in rows], fontsize=9)
     ax.set_title(
-        "What each cell can learn"
-        + (" (--quick smoke run)" if quick else "")
+        "What each cell can learn" + (" (--quick smoke run)" if quick else "")
         + f": ~{model.TARGET_PARAMS // 1000}k recurrent parameters each",
         fontsize=10,
-    )
-    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    bar.set_label("0 = chance (MSE 0.167 for adding), 1 = perfect", fontsize=8)
-    fig.tight_layout()
+    )  # fmt: skip
+    bar = fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02)
+    bar.set_ticks([0, 0.5, 1])
+    bar.set_ticklabels(["chance", "half", "perfect"])
+    bar.ax.tick_params(labelsize=8)
+    fig.text(
+        0.01, 0.01,
+        "Colour: from chance (0) to perfect (1); adding: MSE from 0.167 (predict 1) to 0. "
+        "Printed: the test metric.",
+        fontsize=7.5, color="0.3",
+    )  # fmt: skip
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

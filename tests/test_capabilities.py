@@ -105,15 +105,18 @@ def test_adding_scores_the_sum_of_the_marked_values_at_the_last_step():
     assert batch.weights[:-1].sum() == 0 and (batch.weights[-1] == 1).all()
 
 
-@pytest.mark.slow
 def test_generators_are_pure_functions_of_their_key():
-    for task in TASKS.values():
-        if task.name == "adding-1000":
-            continue  # the same generator as adding-100
-        a, b, c = (_batch(task, "train", n=3, seed=s) for s in (0, 0, 1))
+    # The same shapes as the tests above: the compiled generators are reused.
+    for module in (parity, selective_copy, mqar, delayed_recall, induction, adding.ADDING_100):
+        a, b, c = (_batch(module, "train", seed=s) for s in (0, 0, 1))
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
         assert not np.array_equal(a.xs, c.xs)
+    # Every cell of a task draws from the same keys; training and testing from different ones.
+    task = TASKS["mqar"]
+    init, train, test = (jax.random.key_data(k) for k in suite._task_keys(task, 0))
+    assert not np.array_equal(train, test) and not np.array_equal(init, train)
+    np.testing.assert_array_equal(jax.random.key_data(suite._task_keys(task, 0)[1]), train)
 
 
 def test_lstm_hidden_size_is_closest_to_the_target():

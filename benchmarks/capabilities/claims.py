@@ -27,6 +27,7 @@ class Claim:
         solves: cells claimed to solve it.
         fails: cells claimed to fail it.
         beats: ``(cell, others)``: ``cell``'s metric claimed better than each of ``others``'.
+        note: what limits the verdict, printed after it.
     """
 
     text: str
@@ -34,6 +35,7 @@ class Claim:
     solves: tuple[str, ...] = ()
     fails: tuple[str, ...] = ()
     beats: tuple[str, tuple[str, ...]] | None = None
+    note: str = ""
 
 
 CLAIMS = (
@@ -64,12 +66,21 @@ CLAIMS = (
         "selective-copy",
         solves=("s6",),
         fails=("lru",),
+        note=(
+            "the LRU is the only cell here whose recurrence and output are both linear; with "
+            "no nonlinearity between the layers its model is linear end to end, so its failure "
+            "does not isolate time invariance (it fails the adding problem too)"
+        ),
     ),
     Claim(
         "MQAR (Zoology; xLSTM): the matrix memory of the mLSTM recalls more pairs than the "
         "vector-state cells",
         "mqar",
         beats=("mlstm", VECTOR_STATE),
+        note=(
+            "the cells are matched in parameters, not in state: the mLSTM's state is far "
+            "larger (see the table's state column)"
+        ),
     ),
     Claim(
         "Induction heads (Mamba §4.1): S6 solves it and extrapolates beyond the training length",
@@ -121,5 +132,8 @@ def verdicts(claims, results, tasks) -> list[str]:
     lines = []
     for claim in claims:
         verdict, figures = check(claim, results, tasks)
-        lines.append(f"{claim.text}: **{verdict}**" + (f" ({figures})" if figures else ""))
+        line = f"{claim.text}: **{verdict}**" + (f" ({figures})" if figures else "")
+        lines.append(
+            line + (f". Note: {claim.note}" if claim.note and verdict != "not run" else "")
+        )
     return lines

@@ -291,6 +291,22 @@ def table(results, tasks, cells, *, quick=False, skipped=()) -> str:
             _format(t, by[t.name, cell]["metric"]) if (t.name, cell) in by else "" for t in tasks
         ]
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Training metric", "",
+              f"The same metric on the training batches, averaged over the last {LOG_EVERY} "
+              "steps: where it is high and the test metric is not, the cell learned the task "
+              "at the training lengths but did not extrapolate.", "", header, rule]  # fmt: skip
+    for cell in cells:
+        if cell not in first:
+            continue
+        r = first[cell]
+        row = [cell, str(r["hidden_size"]), f"{r['recurrent_params']:,}", f"{r['state_size']:,}"]
+        row += [
+            _format(t, by[t.name, cell]["train_metric"])
+            if (t.name, cell) in by and by[t.name, cell]["train_metric"] is not None
+            else ""
+            for t in tasks
+        ]
+        lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Time (seconds: compilation, training and evaluation)", "", header, rule]
     for cell in cells:
         if cell not in first:

@@ -79,7 +79,9 @@ CLAIMS = (
         beats=("mlstm", VECTOR_STATE),
         note=(
             "the cells are matched in parameters, not in state: the mLSTM's state is far "
-            "larger (see the table's state column)"
+            "larger (see the table's state column). Here the mLSTM is the cell alone, whose "
+            "key k_t and value v_t come from the same step's input; xLSTM's mLSTM block puts "
+            "a causal convolution before the keys, and Hawk's block has one too"
         ),
     ),
     Claim(

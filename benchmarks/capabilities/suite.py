@@ -1,7 +1,7 @@
 """Trains every cell on every task with the same budget, resumably, and writes the table,
 the heat map and the verdict on each published claim.
 
-    python -m benchmarks.capabilities [--cells a,b] [--tasks x,y] [--quick]
+    python -m benchmarks.capabilities [--cells a,b] [--tasks x,y] [--quick] [--scale F]
                                       [--workdir DIR] [--out DIR] [--seed N]
 
 Each (task, cell) run is a :func:`jaxrnn.train.fit` run in
@@ -78,14 +78,20 @@ def _task_keys(task, seed: int):
     return jax.random.split(key, 3)
 
 
-def train_one(task, cell: str, workdir, *, quick: bool = False, seed: int = 0):
+def budget_of(task, *, quick: bool = False, scale: float = 1.0):
+    """The task's budget: the default one, or ``--quick``'s, with its steps times ``scale``."""
+    budget = task.quick if quick else task.budget
+    return dataclasses.replace(budget, steps=max(round(budget.steps * scale), 1))
+
+
+def train_one(task, cell: str, workdir, *, quick: bool = False, seed: int = 0, scale=1.0):
     """Trains ``cell`` on ``task`` in ``workdir`` (resuming it).
 
     Returns ``(result, stopped_by)``: the result's dict and ``None``, or ``None`` and the
     signal's name (``"SIGINT"``, ``"SIGTERM"``) if one stopped the run (after it saved).
     """
     workdir = pathlib.Path(workdir)
-    budget = task.quick if quick else task.budget
+    budget = budget_of(task, quick=quick, scale=scale)
     h = model.hidden_size(cell)
     config = RunConfig(
         task=task.name,
@@ -207,14 +213,14 @@ def _write(path, data) -> None:
     tmp.replace(path)
 
 
-def run_suite(cells, tasks, workdir, *, quick=False, seed=0):
+def run_suite(cells, tasks, workdir, *, quick=False, seed=0, scale=1.0):
     """Trains each cell on each task (task by task); returns ``(results, stopped_by)``, the
     latter the signal that stopped the suite, or ``None``."""
     results = []
     for task in tasks:
         for cell in cells:
             where = pathlib.Path(workdir) / task.name / cell
-            result, stopped_by = train_one(task, cell, where, quick=quick, seed=seed)
+            result, stopped_by = train_one(task, cell, where, quick=quick, seed=seed, scale=scale)
             if stopped_by is not None:
                 return results, stopped_by
             results.append(result)
@@ -249,7 +255,7 @@ def _options() -> str:
     return f"{shown}; the others their defaults"
 
 
-def table(results, tasks, cells, *, quick=False, skipped=()) -> str:
+def table(results, tasks, cells, *, quick=False, skipped=(), scale=1.0) -> str:
     """The Markdown report: budgets, the metric, time and parameter tables, the claims."""
     by = {(r["task"], r["cell"]): r for r in results}
     first = {r["cell"]: r for r in results}
@@ -257,6 +263,7 @@ def table(results, tasks, cells, *, quick=False, skipped=()) -> str:
     lines += [
         "Written by `python -m benchmarks.capabilities"
         + (" --quick" if quick else "")
+        + (f" --scale {scale:g}" if scale != 1 else "")
         + f"` on {jax.default_backend().upper()} "
         + f"(jax {jax.__version__}).",
         "",
@@ -274,7 +281,7 @@ def table(results, tasks, cells, *, quick=False, skipped=()) -> str:
         "|---|---|---|---|---|",
     ]
     for task in tasks:
-        b = task.quick if quick else task.budget
+        b = budget_of(task, quick=quick, scale=scale)
         lines.append(
             f"| {task.title} | {task.description} | {b.steps} | {b.batch_size} | {b.lr:g} |"
         )
@@ -384,11 +391,13 @@ def by_cell(by, cell):
     return next(r for (_, c), r in by.items() if c == cell)
 
 
-def write_outputs(results, tasks, cells, out, *, quick=False, skipped=()) -> None:
+def write_outputs(results, tasks, cells, out, *, quick=False, skipped=(), scale=1.0) -> None:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / TABLE).write_text(table(results, tasks, cells, quick=quick, skipped=skipped))
-    _write(out / DATA, {"quick": quick, "results": results})
+    (out / TABLE).write_text(
+        table(results, tasks, cells, quick=quick, skipped=skipped, scale=scale)
+    )
+    _write(out / DATA, {"quick": quick, "scale": scale, "results": results})
     heat_map(results, tasks, cells, out / FIGURE, quick=quick)
 
 
@@ -415,6 +424,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", help="comma-separated cells (default: all that read vectors)")
     parser.add_argument("--tasks", help=f"comma-separated tasks from {', '.join(TASKS)}")
     parser.add_argument("--quick", action="store_true", help="a tiny budget: a smoke run")
+    parser.add_argument(
+        "--scale", type=float, default=1.0,
+        help="train every cell on every task for this many times the steps (default 1)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="data and initialisation seed")
     parser.add_argument(
         "--workdir", type=pathlib.Path, default=None,
@@ -440,7 +453,11 @@ def main(argv=None) -> int:
         workdir = args.workdir or pathlib.Path("runs") / (
             "capabilities-quick" if args.quick else "capabilities"
         )
-        full = args.cells is None and args.tasks is None and not args.quick
+        if args.scale != 1 and args.workdir is None:
+            workdir = workdir.with_name(f"{workdir.name}-x{args.scale:g}")
+        if not args.scale > 0:
+            raise train.ConfigError(f"--scale: expected a number > 0, got {args.scale}")
+        full = args.cells is None and args.tasks is None and not args.quick and args.scale == 1
         out = args.out or (PUBLISHED if full else workdir)
         print(f"capabilities: {len(cells)} cells x {len(tasks)} tasks in {workdir}")
         if skipped:
@@ -451,7 +468,9 @@ def main(argv=None) -> int:
             print(f"  {cell:8s} h={h:4d}  recurrent params {model.recurrent_params(cell, h):,}")
         start = time.perf_counter()
         try:
-            results, stopped_by = run_suite(cells, tasks, workdir, quick=args.quick, seed=args.seed)
+            results, stopped_by = run_suite(
+                cells, tasks, workdir, quick=args.quick, seed=args.seed, scale=args.scale
+            )
         except KeyboardInterrupt as error:  # a second signal: aborted mid-step
             print("capabilities: aborted; the newest checkpoints are intact", file=sys.stderr)
             return 128 + getattr(error, "signum", signal.SIGINT)
@@ -459,7 +478,9 @@ def main(argv=None) -> int:
             print("capabilities: stopped; run the same command again to resume", file=sys.stderr)
             return 128 + signal.Signals[stopped_by]
         wall = time.perf_counter() - start
-        write_outputs(results, tasks, cells, out, quick=args.quick, skipped=skipped)
+        write_outputs(
+            results, tasks, cells, out, quick=args.quick, skipped=skipped, scale=args.scale
+        )
         print(f"capabilities: wrote {out / TABLE}, {out / FIGURE} ({wall / 60:.1f} min)")
         for line in verdicts(CLAIMS, results, TASKS):
             print(f"  {line}")

@@ -199,6 +199,7 @@ def test_spatial_cells_are_skipped():
         (["--cells", "conv_lstm"], "--cells: expected cells that read vectors"),
         (["--cells", "lstm,nope"], "--cells: expected names from"),
         (["--tasks", "sorting"], "--tasks: expected names from"),
+        (["--scale", "0"], "--scale: expected a number > 0"),
     ],
 )
 def test_bad_names_are_one_line_errors(argv, named, tmp_path, capsys):
@@ -208,3 +209,11 @@ def test_bad_names_are_one_line_errors(argv, named, tmp_path, capsys):
     err = capsys.readouterr().err
     assert named in err and err.count("\n") == 1
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_scale_multiplies_every_tasks_steps_and_nothing_else():
+    for task in TASKS.values():
+        scaled = suite.budget_of(task, scale=2.5)
+        assert scaled.steps == round(2.5 * task.budget.steps)
+        assert (scaled.batch_size, scaled.lr) == (task.budget.batch_size, task.budget.lr)
+        assert suite.budget_of(task, quick=True) == task.quick

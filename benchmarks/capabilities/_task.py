@@ -55,8 +55,11 @@ class Task:
         metric: ``metric(outputs, batch) -> scalar``, the figure the table reports.
         metric_name: what the metric is, e.g. ``"accuracy"``.
         chance: the metric of a model that learned nothing from the sequence (guessing, or
-            predicting the mean).
+            predicting the mean), in expectation.
         perfect: the metric of a perfect model.
+        constant: for a regression, the constant a model that learned nothing predicts;
+            its metric on the test set itself is then the chance level the verdicts use
+            (a finite test set's differs from ``chance``). ``None``: use ``chance``.
         budget: the default run's budget.
         quick: the ``--quick`` run's budget (a smoke test, not a result).
     """
@@ -75,10 +78,13 @@ class Task:
     perfect: float
     budget: Budget
     quick: Budget
+    constant: float | None = None
 
-    def skill(self, value: float) -> float:
-        """Where ``value`` lies from chance (0) to perfect (1), clipped to ``[0, 1]``."""
-        return min(max((value - self.chance) / (self.perfect - self.chance), 0.0), 1.0)
+    def skill(self, value: float, chance: float | None = None) -> float:
+        """Where ``value`` lies from ``chance`` (default: :attr:`chance`; 0) to perfect (1),
+        clipped to ``[0, 1]``."""
+        chance = self.chance if chance is None else chance
+        return min(max((value - chance) / (self.perfect - chance), 0.0), 1.0)
 
 
 def _weighted_mean(values, weights):

@@ -47,6 +47,7 @@ def task(seq_len: int, budget: Budget, quick: Budget) -> Task:
         metric=squared_error,
         metric_name="MSE",
         chance=BASELINE,
+        constant=1.0,
         perfect=0.0,
         budget=budget,
         quick=quick,

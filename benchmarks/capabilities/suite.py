@@ -112,7 +112,7 @@ def train_one(task, cell: str, workdir, *, quick: bool = False, seed: int = 0, s
     if result_path.is_file():
         saved = json.loads(result_path.read_text())
         if saved.get("config") == dataclasses.asdict(config):
-            return saved, None
+            return _with_chance(saved, task, budget, seed), None
     init_key, train_key, test_key = _task_keys(task, seed)
     optimizer = optax.chain(optax.clip_by_global_norm(CLIP_NORM), optax.adam(budget.lr))
 
@@ -183,7 +183,6 @@ def train_one(task, cell: str, workdir, *, quick: bool = False, seed: int = 0, s
         "cell": cell,
         "metric_name": task.metric_name,
         "metric": value,
-        "skill": task.skill(value),
         "train_metric": _last_train_metric(workdir),
         "seconds": seconds,
         "params": total,
@@ -193,7 +192,23 @@ def train_one(task, cell: str, workdir, *, quick: bool = False, seed: int = 0, s
         "config": dataclasses.asdict(config),
     }
     _write(result_path, result)
-    return result, None
+    return _with_chance(result, task, budget, seed), None
+
+
+def test_chance(task, budget, seed: int) -> float:
+    """The chance level on the test set itself: the metric of predicting ``task.constant``
+    at every step (for a regression), else ``task.chance``."""
+    if task.constant is None:
+        return task.chance
+    test = _test_batch(task.make_batch, _task_keys(task, seed)[2], budget.eval_size)
+    outputs = jnp.full((*test.targets.shape, task.output_size), task.constant)
+    return float(task.metric(outputs, test))
+
+
+def _with_chance(result, task, budget, seed) -> dict:
+    """``result`` with the test set's chance level and the skill measured from it."""
+    chance = test_chance(task, budget, seed)
+    return {**result, "chance": chance, "skill": task.skill(result["metric"], chance)}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
@@ -277,13 +292,16 @@ def table(results, tasks, cells, *, quick=False, skipped=(), scale=1.0) -> str:
         "",
         "## Tasks and budgets",
         "",
-        "| task | what | steps | batch | lr |",
-        "|---|---|---|---|---|",
+        "| task | what | steps | batch | lr | chance on the test set |",
+        "|---|---|---|---|---|---|",
     ]
+    chances = {r["task"]: r["chance"] for r in results if "chance" in r}
     for task in tasks:
         b = budget_of(task, quick=quick, scale=scale)
+        chance = f"{chances.get(task.name, task.chance):.{4 if task.metric_name == 'MSE' else 3}f}"
         lines.append(
-            f"| {task.title} | {task.description} | {b.steps} | {b.batch_size} | {b.lr:g} |"
+            f"| {task.title} | {task.description} | {b.steps} | {b.batch_size} | {b.lr:g} "
+            f"| {chance} |"
         )
     header = "| cell | h | recurrent params | state | " + " | ".join(t.title for t in tasks) + " |"
     rule = "|---" * (4 + len(tasks)) + "|"
@@ -378,7 +396,8 @@ def heat_map(results, tasks, cells, path, *, quick=False) -> None:
     bar.ax.tick_params(labelsize=8)
     fig.text(
         0.01, 0.01,
-        "Colour: from chance (0) to perfect (1); adding: MSE from 0.167 (predict 1) to 0. "
+        "Colour: from chance (0) to perfect (1); adding: MSE from that of predicting 1 on the "
+        "test set to 0. "
         "Printed: the test metric.",
         fontsize=7.5, color="0.3",
     )  # fmt: skip

@@ -78,10 +78,9 @@ CLAIMS = (
         "mqar",
         beats=("mlstm", VECTOR_STATE),
         note=(
-            "the cells are matched in parameters, not in state: the mLSTM's state is far "
-            "larger (see the table's state column). Here the mLSTM is the cell alone, whose "
-            "key k_t and value v_t come from the same step's input; xLSTM's mLSTM block puts "
-            "a causal convolution before the keys, and Hawk's block has one too"
+            "the cells are matched in parameters, not in state (see the table's state "
+            "column); and the mLSTM here is the cell alone, where xLSTM evaluates it inside "
+            "its block (an up-projection and a causal convolution before the keys)"
         ),
     ),
     Claim(

@@ -113,45 +113,16 @@ def train_one(task, cell: str, workdir, *, quick: bool = False, seed: int = 0, s
         saved = json.loads(result_path.read_text())
         if saved.get("config") == dataclasses.asdict(config):
             return _with_chance(saved, task, budget, seed), None
-    init_key, train_key, test_key = _task_keys(task, seed)
-    optimizer = optax.chain(optax.clip_by_global_norm(CLIP_NORM), optax.adam(budget.lr))
-
-    @jax.jit  # one program, rather than one per operation of the initialisers
-    def initial_state(key):
-        params = model.init(
-            key,
-            cell,
-            h,
-            input_size=task.input_size,
-            output_size=task.output_size,
-            tokens=task.tokens,
-        )
-        return {"params": params, "opt_state": optimizer.init(params)}
-
+    init_key, _, test_key = _task_keys(task, seed)
+    initial_state, train_step, scored = _programs(task, cell, h, budget, seed)
     state = initial_state(init_key)
     params = state["params"]
-
-    def loss_fn(params, batch):
-        outputs = model.apply(cell, params, batch.xs)
-        return task.loss(outputs, batch), task.metric(outputs, batch)
-
-    @jax.jit
-    def train_step(state, step):
-        batch = task.make_batch(jax.random.fold_in(train_key, step), budget.batch_size, "train")
-        (loss, metric), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "opt_state": opt_state}, {"loss": loss, "metric": metric}
 
     test = jax.device_get(_test_batch(task.make_batch, test_key, budget.eval_size))
     chunks = [
         jax.tree.map(lambda a, i=i: a[:, i : i + EVAL_CHUNK], test)
         for i in range(0, budget.eval_size, EVAL_CHUNK)
     ]
-
-    @jax.jit
-    def scored(params, batch):
-        return task.metric(model.apply(cell, params, batch.xs), batch), jnp.sum(batch.weights)
 
     def evaluate(state):
         values, weights = zip(*(scored(state["params"], chunk) for chunk in chunks), strict=True)
@@ -195,7 +166,45 @@ def train_one(task, cell: str, workdir, *, quick: bool = False, seed: int = 0, s
     return _with_chance(result, task, budget, seed), None
 
 
-def test_chance(task, budget, seed: int) -> float:
+@functools.cache
+def _programs(task, cell: str, h: int, budget, seed: int):
+    """``(initial_state, train_step, scored)`` of a run, jitted; the same functions (and so
+    the same compiled programs) for every run of the same task, cell and budget."""
+    _, train_key, _ = _task_keys(task, seed)
+    optimizer = optax.chain(optax.clip_by_global_norm(CLIP_NORM), optax.adam(budget.lr))
+
+    @jax.jit  # one program, rather than one per operation of the initialisers
+    def initial_state(key):
+        params = model.init(
+            key,
+            cell,
+            h,
+            input_size=task.input_size,
+            output_size=task.output_size,
+            tokens=task.tokens,
+        )
+        return {"params": params, "opt_state": optimizer.init(params)}
+
+    def loss_fn(params, batch):
+        outputs = model.apply(cell, params, batch.xs)
+        return task.loss(outputs, batch), task.metric(outputs, batch)
+
+    @jax.jit
+    def train_step(state, step):
+        batch = task.make_batch(jax.random.fold_in(train_key, step), budget.batch_size, "train")
+        (loss, metric), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "opt_state": opt_state}, {"loss": loss, "metric": metric}
+
+    @jax.jit
+    def scored(params, batch):
+        return task.metric(model.apply(cell, params, batch.xs), batch), jnp.sum(batch.weights)
+
+    return initial_state, train_step, scored
+
+
+def chance_on_test_set(task, budget, seed: int) -> float:
     """The chance level on the test set itself: the metric of predicting ``task.constant``
     at every step (for a regression), else ``task.chance``."""
     if task.constant is None:
@@ -207,7 +216,7 @@ def test_chance(task, budget, seed: int) -> float:
 
 def _with_chance(result, task, budget, seed) -> dict:
     """``result`` with the test set's chance level and the skill measured from it."""
-    chance = test_chance(task, budget, seed)
+    chance = chance_on_test_set(task, budget, seed)
     return {**result, "chance": chance, "skill": task.skill(result["metric"], chance)}
 
 

@@ -5,6 +5,7 @@ Run from the repository root (after ``pip install -e ".[examples]"``)::
     python -m benchmarks.capabilities                     # every cell on every task
     python -m benchmarks.capabilities --cells lstm,mingru --tasks parity,mqar
     python -m benchmarks.capabilities --quick             # a smoke run, in seconds
+    python -m benchmarks.capabilities --scale 3 --tasks mqar  # 3x the steps, every cell
 
 Each task is a module with its data generator (sequences drawn on the fly from a
 seed, training and test streams apart), its loss and its metric:

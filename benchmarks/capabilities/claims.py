@@ -1,10 +1,10 @@
 """The published claims the suite checks, and the rule that turns figures into verdicts.
 
 A cell *solves* a task when its test metric lies at least ``SOLVED`` of the way
-from chance to perfect (for the adding problem: an MSE at most
-``(1 - SOLVED) / 6``), and *fails* it below ``FAILED``; in between it is
-*partial*. A claim is reproduced when every cell it names that was run behaves
-as it says. The thresholds are the same for every task and cell.
+from chance to perfect (for the adding problem, chance is the MSE of
+predicting 1 on the test set itself), and *fails* it below ``FAILED``; in
+between it is *partial*. A claim is reproduced when every cell it names that
+was run behaves as it says. The thresholds are the same for every task and cell.
 """
 
 from __future__ import annotations

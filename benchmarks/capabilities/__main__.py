@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.capabilities.suite import main
+
+sys.exit(main())

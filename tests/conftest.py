@@ -28,8 +28,33 @@ def x64():
 collect_ignore = ["sharding_worker.py", "data_parallel_worker.py"]
 
 
+#: Test modules whose tests read the report of one long worker process (several host
+#: devices), which runs once per session (``tests.helpers.once``).
+WORKER_MODULES = ("test_data_parallel.py", "test_sharding.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """The groups of tests that share one long worker process (``xdist_group``, which
-    ``--dist loadgroup`` keeps on one xdist worker) start first, so that none of them
-    is the last thing left running while the other worker idles."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    """Under ``pytest -n N``, each worker-process module starts another xdist worker's
+    first batch, so the worker processes run side by side from the start instead of one
+    xdist worker waiting for the other's (or being the last thing left running).
+
+    pytest-xdist's load scheduling hands each of its N workers a first batch of
+    ``len(items) // N // 4`` consecutive tests; the order here only decides which
+    tests come first, never whether they run.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    groups = [[i for i in items if i.path.name == name] for name in WORKER_MODULES]
+    rest = [i for i in items if i.path.name not in WORKER_MODULES]
+    batch = max(len(items) // workers // 4, 2)
+    ordered = []
+    for k, group in enumerate(groups):
+        if k < workers:
+            ordered += group
+            take = max(batch * (k + 1) - len(ordered), 0)
+            ordered += rest[:take]
+            rest = rest[take:]
+        else:
+            ordered += group
+    items[:] = ordered + rest

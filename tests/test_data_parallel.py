@@ -31,9 +31,6 @@ from tests.helpers import once as _once  # noqa: E402
 
 TOLERANCE = 1e-5
 
-# On one xdist worker (``--dist loadgroup``): the other is not left waiting on the lock below.
-pytestmark = pytest.mark.xdist_group("data_parallel")
-
 
 def _run_worker(directory):
     done = subprocess.run(

@@ -13,9 +13,9 @@ import pytest
 
 from tests.helpers import once
 
-# Each reads the report of one worker process: the full suite only, and all on one
-# xdist worker (``--dist loadgroup``), so that the worker runs once per session.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
+# Each reads the report of one worker process, which runs once per session: the full
+# suite only.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -314,41 +314,32 @@ def table(results, tasks, cells, *, quick=False, skipped=(), scale=1.0) -> str:
         )
     header = "| cell | h | recurrent params | state | " + " | ".join(t.title for t in tasks) + " |"
     rule = "|---" * (4 + len(tasks)) + "|"
+
+    def table_rows(cell_text):
+        """One row per cell: its sizes, then ``cell_text(task, result)`` per task run."""
+        out = []
+        for cell in cells:
+            if cell not in first:
+                continue
+            r = first[cell]
+            row = [cell, str(r["hidden_size"]), f"{r['recurrent_params']:,}"]
+            row += [f"{r['state_size']:,}"]
+            row += [cell_text(t, by[t.name, cell]) if (t.name, cell) in by else "" for t in tasks]
+            out.append("| " + " | ".join(row) + " |")
+        return out
+
     lines += ["", "## Test metric", "", "MSE for the adding problem (lower is better), accuracy "
               "elsewhere (higher is better).", "", header, rule]  # fmt: skip
-    for cell in cells:
-        if cell not in first:
-            continue
-        r = first[cell]
-        row = [cell, str(r["hidden_size"]), f"{r['recurrent_params']:,}", f"{r['state_size']:,}"]
-        row += [
-            _format(t, by[t.name, cell]["metric"]) if (t.name, cell) in by else "" for t in tasks
-        ]
-        lines.append("| " + " | ".join(row) + " |")
+    lines += table_rows(lambda t, r: _format(t, r["metric"]))
     lines += ["", "## Training metric", "",
               f"The same metric on the training batches, averaged over the last {LOG_EVERY} "
               "steps: where it is high and the test metric is not, the cell learned the task "
               "at the training lengths but did not extrapolate.", "", header, rule]  # fmt: skip
-    for cell in cells:
-        if cell not in first:
-            continue
-        r = first[cell]
-        row = [cell, str(r["hidden_size"]), f"{r['recurrent_params']:,}", f"{r['state_size']:,}"]
-        row += [
-            _format(t, by[t.name, cell]["train_metric"])
-            if (t.name, cell) in by and by[t.name, cell]["train_metric"] is not None
-            else ""
-            for t in tasks
-        ]
-        lines.append("| " + " | ".join(row) + " |")
+    lines += table_rows(
+        lambda t, r: "" if r["train_metric"] is None else _format(t, r["train_metric"])
+    )
     lines += ["", "## Time (seconds: compilation, training and evaluation)", "", header, rule]
-    for cell in cells:
-        if cell not in first:
-            continue
-        r = first[cell]
-        row = [cell, str(r["hidden_size"]), f"{r['recurrent_params']:,}", f"{r['state_size']:,}"]
-        row += [f"{by[t.name, cell]['seconds']:.0f}" if (t.name, cell) in by else "" for t in tasks]
-        lines.append("| " + " | ".join(row) + " |")
+    lines += table_rows(lambda t, r: f"{r['seconds']:.0f}")
     lines += ["", "## Parameters (the whole model: encoder, recurrent layers, readout)", "",
               header, rule]  # fmt: skip
     for cell in cells:

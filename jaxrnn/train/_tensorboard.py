@@ -7,7 +7,9 @@ event format (no TensorFlow). Without it nothing is written and nothing changes.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import uuid
 from typing import Any
 
 
@@ -36,7 +38,12 @@ class EventWriter:
         # written before, so a run resumed from a checkpoint records each step once.
         earlier = any(workdir.glob("events.out.tfevents.*"))
         purge_step = first_step + 1 if earlier else None
-        self.writer = summary_writer(str(workdir), purge_step=purge_step, flush_secs=10)
+        # The writer names its file by the second and the host: a run resumed within the
+        # same second would open the earlier run's file anew and lose what it held.
+        suffix = f".{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self.writer = summary_writer(
+            str(workdir), purge_step=purge_step, flush_secs=10, filename_suffix=suffix
+        )
         if first_step == 0 and config is not None:
             from tensorboardX.summary import hparams
 

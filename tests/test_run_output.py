@@ -171,3 +171,19 @@ def test_char_lm_help_names_the_sample_command_and_its_options():
         ("--seed", "random seed"),
     ):
         assert option in text and meaning in text, (option, sample)
+
+
+def test_two_writers_in_one_second_keep_separate_files(tmp_path):
+    # The writer names its file by the second: a resumed run started within the same
+    # second as the earlier one must not open (and empty) the earlier run's file.
+    from jaxrnn.train._tensorboard import event_writer
+
+    first = event_writer(tmp_path, first_step=0, config={"a": 1})
+    first.scalars(1, "train", {"loss": 1.0})
+    first.close()
+    second = event_writer(tmp_path, first_step=1, config=None)
+    second.scalars(2, "train", {"loss": 0.5})
+    second.close()
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    steps = {(v.tag, e.step) for e in read_events(tmp_path) for v in e.summary.value}
+    assert {("train/loss", 1), ("train/loss", 2)} <= steps

@@ -400,7 +400,14 @@ def _initial_carry(params, batch_shape=()):
     return LSTMState(h=h, c=c)
 
 
-_RULE = fused.FusedGradient(_forward, _backward, _param_grads, _project_inputs, _forward_projected)
+_RULE = fused.FusedGradient(
+    _forward,
+    _backward,
+    _param_grads,
+    _project_inputs,
+    _forward_projected,
+    transposed=("w_h", "w_r"),
+)
 LSTM = register_cell(
     Cell("lstm", lstm_init, lstm_step, LSTMParams, _initial_carry, _RULE, hidden="h", **SIZES)
 )

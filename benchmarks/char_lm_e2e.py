@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from benchmarks import timing
+from benchmarks import peers, timing
 from jaxrnn import train
 
 sys.path.insert(0, str(timing.HERE.parent / "examples"))
@@ -41,7 +41,8 @@ def _windows(config, steps=16, seed=0):
     return ids.astype(np.int32)
 
 
-def jaxrnn_step(config):
+def jaxrnn_step(config) -> peers.Case:
+    """The example's training step, jitted; ``run()`` takes one step."""
     params = char_lm.init_params(jax.random.key(0), config, VOCAB)
     optimizer = char_lm.make_optimizer(config)
 
@@ -76,10 +77,11 @@ def jaxrnn_step(config):
         box["i"] += 1
         return jax.block_until_ready(loss)
 
-    return run
+    return peers.Case(run, compile=lambda: step.lower(state, jnp.int32(0)).compile())
 
 
 def torch_step(config):
+    """The same step in PyTorch: a function that takes one step."""
     import torch
 
     torch.manual_seed(0)
@@ -125,25 +127,32 @@ def main(argv=None):
     return measure(args.hidden_size, args.batch_size, args.seq_len, args.rounds, args.min_time)
 
 
+def _torch_step_of(hidden_size):
+    """PyTorch's step at the main job's other sizes (for ``benchmarks.compile_time``)."""
+    return torch_step(config_of(hidden_size))
+
+
+def config_of(hidden_size, batch_size=32, seq_len=64):
+    """The main job's config with these sizes, on one device, without stream resets."""
+    overrides = [
+        f"hidden_size={hidden_size}",
+        f"batch_size={batch_size}",
+        f"seq_len={seq_len}",
+        "reset_prob=0.0",
+        "devices=1",
+    ]
+    return train.load_config(char_lm.Config, char_lm.CONFIG, overrides)
+
+
 def measure(hidden_sizes, batch_size=32, seq_len=64, rounds=7, min_time=0.5) -> list[dict]:
     """Characters per second of both training steps, per hidden size (printed as it goes)."""
     import torch  # noqa: F401 (the caller has set its threads)
 
     rows = []
     for hidden in hidden_sizes:
-        config = train.load_config(
-            char_lm.Config,
-            char_lm.CONFIG,
-            [
-                f"hidden_size={hidden}",
-                f"batch_size={batch_size}",
-                f"seq_len={seq_len}",
-                "reset_prob=0.0",
-                "devices=1",
-            ],
-        )
+        config = config_of(hidden, batch_size, seq_len)
         times = timing.interleaved(
-            {"pytorch": torch_step(config), "jaxrnn": jaxrnn_step(config)},
+            {"pytorch": torch_step(config), "jaxrnn": jaxrnn_step(config).run},
             rounds,
             min_time,
         )

@@ -29,6 +29,8 @@ MODES = ("forward", "train")
 class Case:
     run: Callable[[], object]
     compile_s: float | None = None
+    #: traces, lowers and compiles the program again (``benchmarks.compile_time``)
+    compile: Callable[[], object] | None = None
 
 
 def inputs(T, B, d, seed=0):
@@ -41,10 +43,11 @@ def jax_case(forward, params, xs, mode) -> Case:
         fn = forward
     else:
         fn = jax.grad(lambda p, xs: jnp.sum(forward(p, xs)))
+    compile = lambda: jax.jit(fn).lower(params, xs).compile()
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(params, xs).compile()
+    compiled = compile()
     compile_s = time.perf_counter() - start
-    return Case(lambda: jax.block_until_ready(compiled(params, xs)), compile_s)
+    return Case(lambda: jax.block_until_ready(compiled(params, xs)), compile_s, compile)
 
 
 # jaxrnn: the public API, jaxrnn.scan with a built-in step.

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn
-from benchmarks import char_lm_e2e, peers, stacks
+from benchmarks import char_lm_e2e, compile_time, peers, stacks
 from benchmarks.timing import HERE, add_torch_threads, interleaved, machine, threads
 
 SHAPES = {  # name -> (B, T, d = h)
@@ -190,6 +190,16 @@ def targets(results) -> list[dict]:
                     "met": overhead <= TARGET_LAYER_OVERHEAD,
                 }
             )
+    for c in results.get("compile", []):
+        if c["met"] is not None:
+            rows.append(
+                {
+                    "case": f"compile: {c['program']}",
+                    "what": f"≤ {compile_time.TARGET_VS_FLAX}x Flax's compile time",
+                    "got": c["vs_flax"],
+                    "met": c["met"],
+                }
+            )
     for m in results["memory"]:
         shape = f"lstm train+remat B={m['B']} T={m['T']} h={m['h']}"
         rows.append(
@@ -268,23 +278,6 @@ def markdown(results) -> str:
             f"{_x(r['timing']['jaxrnn']['vs_pytorch'])} | {r['best_jax_peer'] or '—'} | "
             f"{_x(r['vs_best_jax_peer'])} |"
         )
-    lines += [
-        "",
-        "## Compile time (seconds, `jit(...).lower(...).compile()`)",
-        "",
-        "| cell | mode | B | T | h | " + " | ".join(_jax_names(results)) + " |",
-        "|---|---|---|---|---|" + "---|" * len(_jax_names(results)),
-    ]
-    for r in results["speed"]:
-        cells = []
-        for name in _jax_names(results):
-            c = r["timing"].get(name, {}).get("compile_s")
-            cells.append(f"{c:.2f}" if c is not None else "—")
-        lines.append(
-            f"| {r['cell']} | {r['mode']} | {r['B']} | {r['T']} | {r['h']} | "
-            + " | ".join(cells)
-            + " |"
-        )
     if results.get("stacks"):
         lines += [
             "",
@@ -326,6 +319,8 @@ def markdown(results) -> str:
                 f"{r['jaxrnn_chars_per_s']:,.0f} | {r['pytorch_chars_per_s']:,.0f} | "
                 f"{_x(r['ratio'])} |"
             )
+    if results.get("compile"):
+        lines += ["", *compile_time.markdown(results["compile"], results["compile_repeats"])]
     if results["memory"]:
         lines += [
             "",
@@ -355,15 +350,6 @@ def markdown(results) -> str:
     for extra in results.get("extra_sections", []):
         lines += [extra, ""]
     return "\n".join(lines)
-
-
-def _jax_names(results):
-    names = []
-    for r in results["speed"]:
-        for n, t in r["timing"].items():
-            if t["compile_s"] is not None and n not in names:
-                names.append(n)
-    return names
 
 
 def parse_shape(text):
@@ -409,6 +395,18 @@ def main(argv=None):
         default=None,
         help="hidden sizes of the char LM's training step against PyTorch; default 256 512",
     )
+    parser.add_argument(
+        "--compile-repeats",
+        type=int,
+        default=None,
+        help="compile times (benchmarks.compile_time), median of this many; 0 skips them;"
+        " default 3 (0 with --quick)",
+    )
+    parser.add_argument("--compile-shape", default="standard", help="the scans' and stacks'")
+    parser.add_argument("--compile-long-shape", default="1,16384,128", help="the minGRU's")
+    parser.add_argument(
+        "--compile-no-torch", action="store_true", help="no PyTorch first calls (processes)"
+    )
     parser.add_argument("--memory-T", type=int, nargs="*", default=None, help="default 2048 4096")
     parser.add_argument("--memory-batch", type=int, default=16)
     parser.add_argument("--memory-hidden", type=int, default=256)
@@ -424,6 +422,8 @@ def main(argv=None):
         args.memory_T = [] if args.quick else [2048, 4096]
     if args.char_lm_hidden is None:
         args.char_lm_hidden = [] if args.quick else [256, 512]
+    if args.compile_repeats is None:
+        args.compile_repeats = 0 if args.quick else 3
 
     try:
         import torch
@@ -458,6 +458,16 @@ def main(argv=None):
     if args.char_lm_hidden:
         results["char_lm"] = char_lm_e2e.measure(
             args.char_lm_hidden, rounds=args.rounds, min_time=args.min_time
+        )
+    if args.compile_repeats > 0:
+        results["compile_repeats"] = args.compile_repeats
+        results["compile"] = compile_time.measure(
+            args.compile_repeats,
+            shape=parse_shape(args.compile_shape)[1],
+            long_shape=parse_shape(args.compile_long_shape)[1],
+            char_lm_hidden=(args.char_lm_hidden or [256])[0],
+            torch="torch" in sys.modules and not args.compile_no_torch,
+            torch_threads=args.torch_threads,
         )
     for T in args.memory_T:
         mem = memory_case(T, args)

@@ -16,7 +16,8 @@ def test_suite_runs_and_writes_results(tmp_path):
     argv = ["--shapes", "2,3,4", "--rounds", "1", "--min-time", "0", "--out-dir", str(tmp_path)]
     argv += ["--memory-T", "9", "--memory-batch", "2", "--memory-hidden", "4"]
     argv += ["--memory-rounds", "1", "--stack-shape", "3,5,4", "--char-lm-hidden", "8"]
-    run.main(argv)
+    argv += ["--compile-repeats", "1", "--compile-shape", "2,3,4", "--compile-long-shape", "1,40,4"]
+    run.main([*argv, "--compile-no-torch"])
     results = json.loads((tmp_path / "results.json").read_text())
     cases = {(r["cell"], r["mode"]) for r in results["speed"]}
     assert cases == {(c, m) for c in ("rnn", "lstm", "gru") for m in ("forward", "train")}
@@ -35,6 +36,17 @@ def test_suite_runs_and_writes_results(tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Targets" in text and "jaxrnn" in text and "bidirectional stacks" in text
     assert "char LM's training step end to end" in text
+    assert len(results["compile"]) == 10 and all(r["jaxrnn_s"] > 0 for r in results["compile"])
+    compiled = {r["program"].split(",")[0]: r for r in results["compile"]}
+    assert compiled["lstm scan"]["flax_s"] > 0 and compiled["lstm scan"]["met"] is not None
+    assert compiled["minGRU training step"]["other"][1] > 0  # its sequential scan
+    assert "## Compile time" in text and "compile: " in text  # the table and its targets
+
+
+def test_pytorch_first_call_runs_in_a_fresh_process():
+    compile_time = pytest.importorskip("benchmarks.compile_time")
+    seconds = compile_time.torch_first_call("peers.torch_case", "gru", "train", 2, 3, 4, 4)
+    assert seconds is not None and 0 < seconds < 60
 
 
 def test_profile_runs():

@@ -29,7 +29,7 @@ OPTIONS = {
 }
 STEPS = (0, 1, 7, 8, 9, 23)
 # Every option at once around the chunk length; the other options one at a time for each
-# cell in tests/conformance (at T = 33: four chunks and a remainder of one).
+# cell in tests/conformance (at T = 33: eight chunks of 4 and a remainder of one).
 FAST_STEPS = (1, 23)  # 0, 7, 8 and 9 in the full suite
 CASES = [
     ("all", t) if t in FAST_STEPS else pytest.param("all", t, marks=pytest.mark.slow) for t in STEPS
@@ -149,7 +149,7 @@ def test_the_loop_runs_over_chunks(steps, chunks):
 
 def test_chunk_must_be_a_positive_int_and_project_needs_its_forward():
     rule = jaxrnn.get_cell("lstm").scan_rule
-    assert rule.chunk == K
+    assert rule.chunk == 4  # the default: see jaxrnn/rules/fused.py
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="chunk"):
             dataclasses.replace(rule, chunk=bad)

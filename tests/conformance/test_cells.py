@@ -39,7 +39,7 @@ from tests.helpers import (
 )
 
 D, H = 4, 6
-T = 2 * jaxrnn.rules.BLOCK + 1  # 3 blocks of the parallel scan, 4 chunks of 8 and a tail
+T = 2 * jaxrnn.rules.BLOCK + 1  # 3 blocks of the parallel scan, 8 chunks of 4 and a tail
 LENGTHS = [T, 0, 5, T + 3]  # full, empty, mid-sequence, beyond T
 ids = rows()
 

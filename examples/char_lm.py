@@ -472,10 +472,13 @@ def train_and_evaluate(config: Config, workdir, *, callbacks=()) -> train.RunRes
     )
     val_bpc = result.evaluation.get("val_bpc", float("nan"))
     print(f"\nvalidation: {val_bpc:.3f} bits/char (unigram baseline {baseline:.3f})")
+    if result.items_per_s is not None:  # the same step in PyTorch: benchmarks/char_lm_e2e.py
+        print(f"training speed: {result.items_per_s:,.0f} chars/s (median over the log intervals)")
     print(f"sample (temperature {config.temperature}):\n{prompt}{sample}")
     print(f"\nwork directory: {workdir}  (curves.png, metrics.jsonl, samples.txt)")
     print(f"more text: python examples/char_lm.py sample --workdir {workdir} --prompt 'The '")
     summary = {"val_bpc": val_bpc, "unigram_bpc": baseline, "prompt": prompt, "sample": sample}
+    summary["chars_per_s"] = result.items_per_s
     return dataclasses.replace(result, summary=summary)
 
 

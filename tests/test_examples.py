@@ -78,6 +78,10 @@ def test_char_lm_trains_resumes_and_samples(tmp_path, capsys):
     out = char_lm.train_and_evaluate(config, tmp_path / "run")
     assert not out.interrupted and out.step == 10
     assert out.summary["val_bpc"] < out.summary["unigram_bpc"] + 1.0
+    # The throughput is the median of the logged intervals' rates (5 of them here).
+    records = train.read_metrics(tmp_path / "run" / "metrics.jsonl", split="train")
+    rates = [r["items_per_s"] for r in records]
+    assert len(rates) == 5 and out.summary["chars_per_s"] == np.median(rates)
     for name in ("curves.png", "metrics.jsonl", "config.json", "vocab.json", "samples.txt"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["10", "4", "8"]

@@ -8,6 +8,7 @@ import inspect
 import json
 import pathlib
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,6 +51,9 @@ class RunResult:
         evaluation: ``eval_fn``'s results at the last step (empty if it was
             interrupted or has no ``eval_fn``).
         summary: what a script adds about its run (final scores, a sample).
+        items_per_s: the training throughput in ``Report.item_name`` per second,
+            the median over this run's log intervals (the first, which includes
+            the compile, weighs no more than any other); ``None`` if none was logged.
     """
 
     state: Any
@@ -60,6 +64,7 @@ class RunResult:
     evaluation: Mapping[str, float] = dataclasses.field(default_factory=dict)
     summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     stopped_by: str | None = None
+    items_per_s: float | None = None
 
 
 def fit(
@@ -235,6 +240,7 @@ class _Run:
         self.config_dict = None if config is None else to_dict(config)
         self.meta = {"config": self.config_dict, **meta}
         self.interval = _Interval()
+        self.rates = []  # items per second of each log interval of this run
         self.evaluation: dict[str, float] = {}  # the newest evaluation's values,
         self.evaluated_at: int | None = None  # and its step
 
@@ -276,6 +282,7 @@ class _Run:
         return RunResult(
             state, step, bool(interrupted), self.workdir, resumed_from, evaluation,
             stopped_by=interrupted or None,
+            items_per_s=statistics.median(self.rates) if self.rates else None,
         )  # fmt: skip
 
     def _loop(self, state, step, train_step, callbacks):
@@ -327,6 +334,7 @@ class _Run:
         at_checkpoint = step % s.checkpoint_every == 0
         if self.interval.count and (step % s.log_every == 0 or at_checkpoint or flush):
             means, rate = self.interval.means(self.report.items_per_step)
+            self.rates.append(rate)
             if self.primary:
                 record = {**means, "items_per_s": rate, "devices": self.devices}
                 self.metrics.write(step, "train", **record)

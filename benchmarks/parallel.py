@@ -127,9 +127,10 @@ def training_runs(B, T, d, *, minlstm):
     return runs
 
 
-def training_case(shape, args):
+def training_case(shape, args, *, minlstm=None):
+    """Every form's training step at ``shape``, timed (minLSTM too at the targets' shapes)."""
     B, T, d = shape
-    runs = training_runs(B, T, d, minlstm=shape in TARGETS)
+    runs = training_runs(B, T, d, minlstm=shape in TARGETS if minlstm is None else minlstm)
     timing = interleaved(runs, args.rounds, args.min_time)
     ms = {name: 1e3 * t["median_s"] for name, t in timing.items()}
     par, seq = ms["mingru parallel"], ms["mingru sequential"]

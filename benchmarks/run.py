@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn
-from benchmarks import char_lm_e2e, compile_time, peers, stacks
+from benchmarks import char_lm_e2e, compile_time, parallel, peers, stacks
 from benchmarks.timing import HERE, add_torch_threads, interleaved, machine, threads
 
 SHAPES = {  # name -> (B, T, d = h)
@@ -49,6 +49,9 @@ TARGET_STACK_FORWARD = 0.8  # x PyTorch
 TARGET_STACK_TRAIN = 1.0  # x PyTorch
 TARGET_STACK_VS_FLAX = 1.3  # x Flax Linen's Bidirectional(RNN) stack
 TARGET_LAYER_OVERHEAD = 0.05  # the NNX and Linen layers within 5% of stack_scan
+# minGRU training against its sequential scan, per (B, T, d = h); minLSTM within 15% of it.
+TARGET_PARALLEL = {(1, 16384, 128): 3.0, (16, 4096, 256): 1.5}
+TARGET_MINLSTM_GAP = 0.15
 
 
 def speed_case(cell, mode, shape, args, implementations=peers.implementations) -> dict:
@@ -190,6 +193,28 @@ def targets(results) -> list[dict]:
                     "met": overhead <= TARGET_LAYER_OVERHEAD,
                 }
             )
+    for r in results.get("parallel", []):
+        shape = f"minGRU train B={r['B']} T={r['T']} h={r['h']}"
+        goal = TARGET_PARALLEL.get((r["B"], r["T"], r["d"]))
+        if goal is None:
+            continue
+        rows.append(
+            {
+                "case": shape,
+                "what": f"≥ {goal}x its sequential scan",
+                "got": r["vs_sequential"],
+                "met": r["vs_sequential"] >= goal,
+            }
+        )
+        ratio = r["minlstm_vs_sequential"] / r["vs_sequential"]
+        rows.append(
+            {
+                "case": shape.replace("minGRU", "minLSTM"),
+                "what": f"≥ {1 - TARGET_MINLSTM_GAP:.2f} of minGRU's ratio",
+                "got": ratio,
+                "met": ratio >= 1 - TARGET_MINLSTM_GAP,
+            }
+        )
     for c in results.get("compile", []):
         if c["met"] is not None:
             rows.append(
@@ -319,6 +344,29 @@ def markdown(results) -> str:
                 f"{r['jaxrnn_chars_per_s']:,.0f} | {r['pytorch_chars_per_s']:,.0f} | "
                 f"{_x(r['ratio'])} |"
             )
+    if results.get("parallel"):
+        lines += [
+            "",
+            "## minGRU and minLSTM trained in parallel: milliseconds per training step",
+            "",
+            "`jaxrnn.scan` of the step (the blocked linear recurrence and its gradient) against"
+            " the same step's sequential `lax.scan`, differentiated by JAX; beside them jaxrnn's"
+            " LSTM and the input projection alone (what any form computes: *bound* is sequential"
+            " / projection). `python -m benchmarks.parallel` has more shapes and tables.",
+            "",
+            "| B | T | h | minGRU | its sequential | vs sequential | minLSTM | its sequential"
+            " | vs sequential | LSTM | vs LSTM | bound |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results["parallel"]:
+            ms = r["ms"]
+            lines.append(
+                f"| {r['B']} | {r['T']} | {r['h']} | {ms['mingru parallel']:.1f} |"
+                f" {ms['mingru sequential']:.1f} | {_x(r['vs_sequential'])} |"
+                f" {ms['minlstm parallel']:.1f} | {ms['minlstm sequential']:.1f} |"
+                f" {_x(r['minlstm_vs_sequential'])} | {ms['lstm']:.1f} | {_x(r['vs_lstm'])} |"
+                f" {_x(r['bound'])} |"
+            )
     if results.get("compile"):
         lines += ["", *compile_time.markdown(results["compile"], results["compile_repeats"])]
     if results["memory"]:
@@ -402,6 +450,13 @@ def main(argv=None):
         help="compile times (benchmarks.compile_time), median of this many; 0 skips them;"
         " default 3 (0 with --quick)",
     )
+    parser.add_argument(
+        "--parallel-shapes",
+        nargs="*",
+        default=None,
+        help="B,T,d shapes of minGRU/minLSTM training against their sequential scans; default"
+        " the two targets (none with --quick)",
+    )
     parser.add_argument("--compile-shape", default="standard", help="the scans' and stacks'")
     parser.add_argument("--compile-long-shape", default="1,16384,128", help="the minGRU's")
     parser.add_argument(
@@ -422,6 +477,10 @@ def main(argv=None):
         args.memory_T = [] if args.quick else [2048, 4096]
     if args.char_lm_hidden is None:
         args.char_lm_hidden = [] if args.quick else [256, 512]
+    if args.parallel_shapes is None:
+        args.parallel_shapes = (
+            [] if args.quick else [",".join(map(str, s)) for s in TARGET_PARALLEL]
+        )
     if args.compile_repeats is None:
         args.compile_repeats = 0 if args.quick else 3
 
@@ -458,6 +517,16 @@ def main(argv=None):
     if args.char_lm_hidden:
         results["char_lm"] = char_lm_e2e.measure(
             args.char_lm_hidden, rounds=args.rounds, min_time=args.min_time
+        )
+    results["parallel"] = []
+    for text in args.parallel_shapes:
+        B, T, d = parse_shape(text)[1]
+        r = parallel.training_case((B, T, d), args, minlstm=True)
+        results["parallel"].append(r)
+        print(
+            f"minGRU train B={B} T={T} d=h={d}: {_x(r['vs_sequential'])} its sequential scan,"
+            f" minLSTM {_x(r['minlstm_vs_sequential'])}",
+            flush=True,
         )
     if args.compile_repeats > 0:
         results["compile_repeats"] = args.compile_repeats

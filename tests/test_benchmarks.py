@@ -17,6 +17,7 @@ def test_suite_runs_and_writes_results(tmp_path):
     argv += ["--memory-T", "9", "--memory-batch", "2", "--memory-hidden", "4"]
     argv += ["--memory-rounds", "1", "--stack-shape", "3,5,4", "--char-lm-hidden", "8"]
     argv += ["--compile-repeats", "1", "--compile-shape", "2,3,4", "--compile-long-shape", "1,40,4"]
+    argv += ["--parallel-shapes", "2,20,4"]
     run.main([*argv, "--compile-no-torch"])
     results = json.loads((tmp_path / "results.json").read_text())
     cases = {(r["cell"], r["mode"]) for r in results["speed"]}
@@ -41,6 +42,9 @@ def test_suite_runs_and_writes_results(tmp_path):
     assert compiled["lstm scan"]["flax_s"] > 0 and compiled["lstm scan"]["met"] is not None
     assert compiled["minGRU training step"]["other"][1] > 0  # its sequential scan
     assert "## Compile time" in text and "compile: " in text  # the table and its targets
+    (par,) = results["parallel"]
+    assert par["vs_sequential"] > 0 and par["minlstm_vs_sequential"] > 0
+    assert "## minGRU and minLSTM trained in parallel" in text
 
 
 def test_pytorch_first_call_runs_in_a_fresh_process():

@@ -35,8 +35,9 @@ class Case:
     reference: Callable  # the NumPy rendering of its step
     options: dict = dataclasses.field(default_factory=dict)  # init options of the variant
     spatial: tuple = ()  # spatial axes of one input, between batch and features (ConvLSTM)
-    # A variant whose options another row also covers in combination: its rows run in the
-    # full suite only (marked slow), so the fast lane sees each cell family once or twice.
+    # A row that runs in the full suite only (marked slow): a variant whose options another
+    # row covers in combination, or a cell outside the fast lane's classic and minimal ones
+    # (ConvLSTM, xLSTM, the gated linear recurrences).
     variant: bool = False
 
     @property
@@ -75,11 +76,13 @@ CASES = {
     "gru_reset_after": Case("gru", reference.gru, {"reset_after": True}, variant=True),
     "gru_layer_norm": Case("gru", reference.gru, {"layer_norm": True}, variant=True),
     "gru_layer_norm_reset_after": Case(
-        "gru", reference.gru, {"layer_norm": True, "reset_after": True}
+        "gru", reference.gru, {"layer_norm": True, "reset_after": True}, variant=True
     ),
     "mgu": Case("mgu", reference.mgu),
     "mgu_no_reset_gate": Case("mgu", reference.mgu, {"reset_gate": False}, variant=True),
-    "conv_lstm_1d": Case("conv_lstm", reference.conv_lstm, {"kernel_size": (3,)}, (5,)),
+    "conv_lstm_1d": Case(
+        "conv_lstm", reference.conv_lstm, {"kernel_size": (3,)}, (5,), variant=True
+    ),
     "conv_lstm_2d_even": Case(
         "conv_lstm", reference.conv_lstm, {"kernel_size": (3, 2)}, (4, 3), variant=True
     ),

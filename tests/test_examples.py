@@ -161,6 +161,7 @@ def test_char_lm_reset_prob_resumes_bit_exactly(tmp_path):
         lm_config("reset_prob=1.5")
 
 
+@pytest.mark.slow  # the fast lane's time: see README
 def test_char_lm_output_dropout_acts_in_training_only():
     config = lm_config("output_dropout=0.5")
     params = char_lm.init_params(jax.random.key(0), config, vocab_size=7)

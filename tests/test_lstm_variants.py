@@ -179,6 +179,7 @@ def test_bad_options_are_refused_naming_the_argument():
 # Stacks and modules --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the fast lane's time: see README
 def test_projected_stack_equals_its_layers_one_by_one():
     step = jaxrnn.lstm_step
     layers = jaxrnn.stack_init(

@@ -161,6 +161,7 @@ def test_flax_loads_lazily():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow  # the fast lane's time: see README
 def test_dtype_and_param_dtype_have_flax_meaning():
     """``dtype`` is the compute dtype, ``param_dtype`` the params' own; the modules run
     :func:`jaxrnn.stack_scan` under the same policy, so their outputs are its outputs."""

@@ -201,6 +201,7 @@ def numpy_indrnn(params, h, x):
     return h, h
 
 
+@pytest.mark.slow  # the fast lane's time: see README
 def test_check_cell_passes_the_readme_cell_and_catches_what_is_wrong(readme):
     cell = readme["indrnn"]
     jaxrnn.testing.check_cell(cell, reference_step=numpy_indrnn, modules=False)

@@ -189,6 +189,7 @@ def test_unroll_keeps_values(unroll):
     )
 
 
+@pytest.mark.slow  # the fast lane's time: see README
 def test_forward_mode_through_a_wrapped_step_matches_the_fused_reverse_mode(x64):
     """The fused gradient is reverse-mode only; a wrapped step takes the plain path."""
     params, step = make("lstm", D, H, seed=25, dtype=jnp.float64), CASES["lstm"].step

@@ -63,6 +63,7 @@ def test_masks_are_fresh_at_every_step_and_for_every_sequence():
     np.testing.assert_allclose(ys[1:][~kept], fresh[~kept], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # the fast lane's time: see README
 def test_training_with_lengths_both_directions_and_remat():
     layers = layers_of(jaxrnn.gru_init, bidirectional=True)
     xs = normal(5, (6, 3, D))

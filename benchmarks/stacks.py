@@ -10,15 +10,14 @@ implementation is given lengths.
 
 * ``pytorch``: ``nn.LSTM``/``nn.GRU(num_layers=2, bidirectional=True)``, on a
   packed sequence (``pack_padded_sequence``) with lengths, its usual form;
-* ``jaxrnn``: :func:`jaxrnn.stack_scan` (each layer's two directions as one loop);
+* ``jaxrnn``: :func:`jaxrnn.stack_scan`;
 * ``jaxrnn.linen`` / ``jaxrnn.nnx``: the ``Recurrent`` layers, given the same
   params as ``jaxrnn`` (they should cost what ``stack_scan`` costs);
 * ``flax Bidirectional(RNN)``: two ``nn.Bidirectional(nn.RNN(cell), nn.RNN(cell))``
   layers (with ``seq_lengths``), Flax Linen's idiom (``OptimizedLSTMCell``, ``GRUCell``).
 
-``python -m benchmarks.stacks`` times them all, and ``stack_scan`` with
-``one_loop=False`` (a loop per direction), with and without lengths, in
-interleaved rounds, and prints the ratios.
+``python -m benchmarks.stacks`` times them all, with and without lengths, in
+interleaved rounds, and prints each one's time over ``stack_scan``'s.
 """
 
 from __future__ import annotations
@@ -61,12 +60,12 @@ def _inputs(B, T, d, lengths):
     return xs, jnp.asarray(lengths_of(B, T)) if lengths else None
 
 
-def jaxrnn_case(cell, mode, B, T, d, h, *, lengths=True, one_loop=True):
+def jaxrnn_case(cell, mode, B, T, d, h, *, lengths=True):
     step = jaxrnn.get_cell(cell).step
     xs, lengths = _inputs(B, T, d, lengths)
 
     def forward(layers, xs):
-        return jaxrnn.stack_scan(step, layers, xs, lengths=lengths, one_loop=one_loop)[1]
+        return jaxrnn.stack_scan(step, layers, xs, lengths=lengths)[1]
 
     return peers.jax_case(forward, _layers(cell, d, h), xs, mode)
 
@@ -162,11 +161,10 @@ def torch_case(cell, mode, B, T, d, h, *, lengths=True):
     return peers.Case(run)
 
 
-def implementations(cell, lengths=True, two_loops=False):
+def implementations(cell, lengths=True):
     """name -> builder ``(mode, B, T, d, h) -> Case`` for a two-layer bidirectional ``cell``.
 
-    ``lengths``: sequences of different lengths, given to every implementation;
-    ``two_loops``: add ``stack_scan`` with a loop per direction (``one_loop=False``).
+    ``lengths``: sequences of different lengths, given to every implementation.
     """
     kw = {"lengths": lengths}
     cases = {
@@ -176,8 +174,6 @@ def implementations(cell, lengths=True, two_loops=False):
         "jaxrnn.nnx": lambda *a: nnx_case(cell, *a, **kw),
         "flax Bidirectional(RNN)": lambda *a: flax_case(cell, *a, **kw),
     }
-    if two_loops:
-        cases["jaxrnn two loops"] = lambda *a: jaxrnn_case(cell, *a, **kw, one_loop=False)
     return cases
 
 
@@ -201,7 +197,7 @@ def main(argv=None):
     for cell in args.cells:
         for with_lengths in args.lengths:
             for mode in args.modes:
-                builders = implementations(cell, with_lengths == "yes", two_loops=True)
+                builders = implementations(cell, with_lengths == "yes")
                 if args.only:
                     builders = {k: v for k, v in builders.items() if k in {*args.only, "jaxrnn"}}
                 runs = {name: build(mode, B, T, d, d).run for name, build in builders.items()}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _checks, _directions, _precision, _sharding
+from jaxrnn import _checks, _precision, _sharding
 from jaxrnn._carry import initial_carry
 from jaxrnn._cell import Cell, bind, get_cell, registered_cell
 from jaxrnn._masking import valid_steps
@@ -93,7 +93,6 @@ def stack_scan(
     gradient: str = "auto",
     dtype=None,
     carry_dtype=None,
-    one_loop: bool = True,
 ):
     """Runs a stack of cells over time: each layer is a :func:`jaxrnn.scan` per direction.
 
@@ -101,6 +100,13 @@ def stack_scan(
     direction ``T-1 .. 0``; with ``lengths`` the backward direction of each
     sequence starts at its last valid step, never at the padding. Layer ``k + 1``
     reads ``concat([forward, backward], -1)`` of layer ``k``.
+
+    The two directions of a layer are two loops, each with the cell's scan rule.
+    Running them as one loop (the backward direction on its inputs reversed
+    within each length, both directions' matmuls batched or side by side in
+    each step) gave the same values but measured no faster on XLA:CPU: within
+    4% of the two loops for the forward pass, 3-13% slower in training
+    (``benchmarks/README.md``).
 
     Dropout (both kinds only when ``key`` is given; inverted, so nothing changes
     at evaluation):
@@ -184,9 +190,9 @@ def stack_scan(
     for k, layer in enumerate(layers):
         if training and dropout > 0 and k > 0:
             xs = _dropout(keys[k, directions], xs, dropout)
-        batch = xs.shape[1:-1]
-        carries, cells = [], []
+        outputs, states = [], []
         for j, params in enumerate(layer):
+            batch = xs.shape[1:-1]
             c = bound.cell.initial_carry(params, batch) if carry is None else carry[k][j]
             if carry_dtype is not None:  # before a recurrent mask is made like it
                 c = _precision.cast_floating(c, carry_dtype)
@@ -196,95 +202,33 @@ def stack_scan(
                 template = bound.cell.hidden_state(c)
                 mask = _dropout(keys[k, j], jnp.ones_like(template), recurrent_dropout)
                 cell = bound.with_options(recurrent_mask=mask)
-            carries.append(c)
-            cells.append(cell)
-        options = dict(
-            lengths=lengths,
-            unroll=unroll,
-            remat=remat,
-            gradient=gradient,
-            dtype=dtype,
-            carry_dtype=carry_dtype,
-        )
-        if (
-            one_loop
-            and zoneout == 0
-            and gradient != "autodiff"
-            and _directions.applies(cells, layer, carries)
-        ):
-            states, outputs = _both_directions(
-                cells, layer, carries, xs, resets_by_direction, options
+            options = dict(
+                carry=c,
+                lengths=lengths,
+                resets=None if resets is None else resets_by_direction[j],
+                reverse=j == 1,
+                unroll=unroll,
+                remat=remat,
+                gradient=gradient,
+                dtype=dtype,
+                carry_dtype=carry_dtype,
             )
-        else:
-            outputs, states = [], []
-            for j, params in enumerate(layer):
-                ys, state = _one_direction(
-                    cells[j], params, carries[j], xs, j, resets_by_direction, options,
-                    zoneout=zoneout, key=keys[k, j] if training else None,
-                )  # fmt: skip
-                outputs.append(ys)
-                states.append(state)
+            hidden = bound.cell.hidden_state
+            if zoneout > 0 and training:
+                _checks.check_batch_leading(c, batch, "carry", "zoneout")
+                key_z = jax.random.fold_in(keys[k, j], 1)
+                zoned, inputs = training_step(cell.step, params, zoneout, key_z, c, xs, hidden)
+                # params are closed over by the step; the inputs carry the masks too
+                state, ys = scan(zoned, None, inputs, **options)
+            elif zoneout > 0:
+                state, ys = scan(expected_step(cell.step, zoneout, hidden), params, xs, **options)
+            else:
+                state, ys = scan_bound(cell, params, xs, **options)
+            outputs.append(ys)
+            states.append(state)
         xs = outputs[0] if directions == 1 else jnp.concatenate(outputs, axis=-1)
         finals.append(tuple(states))
     return tuple(finals), xs
-
-
-def _one_direction(cell, params, c, xs, j, resets_by_direction, options, *, zoneout, key):
-    """``(ys, final carry)`` of direction ``j`` of a layer: one :func:`jaxrnn.scan`."""
-    options = dict(
-        options,
-        carry=c,
-        resets=None if resets_by_direction is None else resets_by_direction[j],
-        reverse=j == 1,
-    )
-    if zoneout > 0 and key is not None:
-        batch = xs.shape[1:-1]
-        _checks.check_batch_leading(c, batch, "carry", "zoneout")
-        key_z = jax.random.fold_in(key, 1)
-        hidden = cell.cell.hidden_state
-        zoned, inputs = training_step(cell.step, params, zoneout, key_z, c, xs, hidden)
-        # params are closed over by the step; the inputs carry the masks too
-        state, ys = scan(zoned, None, inputs, **options)
-    elif zoneout > 0:
-        hidden = cell.cell.hidden_state
-        state, ys = scan(expected_step(cell.step, zoneout, hidden), params, xs, **options)
-    else:
-        state, ys = scan_bound(cell, params, xs, **options)
-    return ys, state
-
-
-def _both_directions(cells, layer, carries, xs, resets_by_direction, options):
-    """``(final carries, [forward ys, backward ys])`` of a bidirectional layer, as one loop.
-
-    The backward direction reads ``xs`` reversed within each length and runs
-    forward in time beside the forward direction, on params, carries, step
-    options and inputs stacked on a direction axis (``jaxrnn._directions``).
-    """
-    lengths = options["lengths"]
-    xs = _sharding.unsplit_time(xs)
-    batch = xs.shape[1:-1]
-    for c in carries:  # as each direction's own scan would check them
-        if lengths is not None:
-            _checks.check_batch_leading(c, batch, "carry", "lengths")
-        if resets_by_direction is not None:
-            _checks.check_batch_leading(c, batch, "carry", "resets")
-    index = _directions.reversal(lengths, xs)
-    both = _directions.stack(xs, _directions.reverse(xs, index), axis=1)
-    resets = None
-    if resets_by_direction is not None:
-        forward, backward = map(_sharding.unsplit_time, resets_by_direction)
-        resets = _directions.stack(forward, _directions.reverse(backward, index), axis=1)
-    if lengths is not None:
-        lengths = jnp.asarray(lengths)
-        lengths = jnp.broadcast_to(lengths[None], (2, *lengths.shape))
-    bound = _directions.stacked_bound(
-        cells[0], _directions.stack(cells[0].options, cells[1].options)
-    )
-    carry = _sharding.with_batch(_directions.stack(*carries), both, len(batch) + 1)
-    options = dict(options, lengths=lengths, carry=carry, resets=resets)
-    state, ys = scan_bound(bound, _directions.stacked_params(layer), both, **options)
-    forward, backward = _directions.unstack(ys, axis=1)
-    return _directions.unstack(state), [forward, _directions.reverse(backward, index)]
 
 
 def _direction_resets(resets, lengths, xs):

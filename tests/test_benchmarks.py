@@ -37,6 +37,14 @@ def test_suite_runs_and_writes_results(tmp_path):
     assert "char LM's training step end to end" in text
 
 
+def test_stacks_runs_with_and_without_lengths():
+    argv = ["--cells", "gru", "--modes", "forward", "--shape", "2,3,4", "--rounds", "1"]
+    rows = stacks.main([*argv, "--min-time", "0", "--only", "pytorch"])
+    assert [r["lengths"] for r in rows] == ["yes", "no"]
+    assert all(set(r["ratio"]) == {"pytorch"} and r["ratio"]["pytorch"] > 0 for r in rows)
+    assert set(stacks.implementations("gru", lengths=False)) == set(stacks.implementations("gru"))
+
+
 def test_profile_runs():
     profile = pytest.importorskip("benchmarks.profile")
     rows = profile.main(["--cell", "gru", "--mode", "train", "--shape", "2,3,4", "--top", "3"])

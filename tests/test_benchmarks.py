@@ -53,6 +53,14 @@ def test_pytorch_first_call_runs_in_a_fresh_process():
     assert seconds is not None and 0 < seconds < 60
 
 
+def test_stacks_runs_with_and_without_lengths():
+    argv = ["--cells", "gru", "--modes", "forward", "--shape", "2,3,4", "--rounds", "1"]
+    rows = stacks.main([*argv, "--min-time", "0", "--only", "pytorch"])
+    assert [r["lengths"] for r in rows] == ["yes", "no"]
+    assert all(set(r["ratio"]) == {"pytorch"} and r["ratio"]["pytorch"] > 0 for r in rows)
+    assert set(stacks.implementations("gru", lengths=False)) == set(stacks.implementations("gru"))
+
+
 def test_profile_runs():
     profile = pytest.importorskip("benchmarks.profile")
     rows = profile.main(["--cell", "gru", "--mode", "train", "--shape", "2,3,4", "--top", "3"])

@@ -25,8 +25,10 @@ def test_suite_runs_and_writes_results(tmp_path):
     for r in results["speed"]:
         assert {"pytorch", "jaxrnn"} <= set(r["timing"])
         assert r["timing"]["pytorch"]["vs_pytorch"] == 1.0
-    stack_cases = {(r["cell"], r["mode"]) for r in results["stacks"]}
-    assert stack_cases == {(c, m) for c in ("lstm", "gru") for m in ("forward", "train")}
+    stack_cases = {(r["cell"], r["mode"], r["lengths"]) for r in results["stacks"]}
+    assert stack_cases == {
+        (c, m, lengths) for c in ("lstm", "gru") for m in ("forward", "train") for lengths in (1, 0)
+    }
     for r in results["stacks"]:
         assert set(r["timing"]) == set(stacks.implementations(r["cell"]))
         assert set(r["layer_overhead"]) == {"jaxrnn.linen", "jaxrnn.nnx"}

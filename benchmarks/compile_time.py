@@ -14,8 +14,8 @@ setup a user waits for). The programs:
 
 - the LSTM, GRU and RNN scans, forward and training, at the standard shape
   ``B=32, T=128, d=h=256`` (``benchmarks.peers``);
-- the two-layer bidirectional LSTM and GRU stacks with lengths, training
-  (``benchmarks.stacks``);
+- the two-layer bidirectional LSTM and GRU stacks with lengths, forward and
+  training (``benchmarks.stacks``);
 - the char LM's training step (``benchmarks.char_lm_e2e``, ``h=256``);
 - a minGRU training step at ``B=1, T=16384, d=h=128``, its parallel rule
   beside its sequential ``lax.scan``: no Flax counterpart exists.
@@ -106,12 +106,15 @@ def measure(
     shape=STANDARD,
     long_shape=LONG,
     char_lm_hidden=256,
+    cells=tuple(FLAX_CELL),
+    stack_cells=stacks.CELLS,
     torch=True,
     torch_threads=None,
 ) -> list[dict]:
     """Every program's compile time (printed as it goes).
 
-    ``shape`` is the scans' and stacks' ``(B, T, d = h)``, ``long_shape`` the minGRU's.
+    ``shape`` is the scans' and stacks' ``(B, T, d = h)``, ``long_shape`` the minGRU's;
+    ``cells`` and ``stack_cells`` choose the scans and stacks.
     """
     rows = []
 
@@ -120,32 +123,31 @@ def measure(
         print(line(row), flush=True)
 
     B, T, d = shape
-    for cell in ("lstm", "gru", "rnn"):
-        for mode in peers.MODES:
-            ours = median_compile(peers.jaxrnn_case(cell, mode, B, T, d, d), repeats)
-            flax = median_compile(peers.flax_case(FLAX_CELL[cell], mode, B, T, d, d), repeats)
-            first = (
-                torch_first_call(
-                    "peers.torch_case", cell, mode, B, T, d, d, torch_threads=torch_threads
-                )
-                if torch
-                else None
-            )
-            add(_row(f"{cell} scan, {mode}, B={B} T={T} h={d}", ours, flax, torch_s=first))
-    for cell in stacks.CELLS:
-        mode = "train"
-        ours = median_compile(stacks.jaxrnn_case(cell, mode, B, T, d, d), repeats)
-        flax = median_compile(stacks.flax_case(cell, mode, B, T, d, d), repeats)
-        first = (
-            torch_first_call(
-                "stacks.torch_case", cell, mode, B, T, d, d, torch_threads=torch_threads
-            )
-            if torch
-            else None
+    size = (B, T, d, d)
+    pairs = [  # (program, jaxrnn's case, Flax's case, PyTorch's builder and its arguments)
+        (
+            f"{cell} scan, {mode}, B={B} T={T} h={d}",
+            lambda cell=cell, mode=mode: peers.jaxrnn_case(cell, mode, *size),
+            lambda cell=cell, mode=mode: peers.flax_case(FLAX_CELL[cell], mode, *size),
+            ("peers.torch_case", cell, mode, *size),
         )
-        add(
-            _row(f"2-layer bidirectional {cell} stack with lengths, train", ours, flax, None, first)
+        for cell in cells
+        for mode in peers.MODES
+    ]
+    pairs += [
+        (
+            f"2-layer bidirectional {cell} stack with lengths, {mode}, B={B} T={T} h={d}",
+            lambda cell=cell, mode=mode: stacks.jaxrnn_case(cell, mode, *size),
+            lambda cell=cell, mode=mode: stacks.flax_case(cell, mode, *size),
+            ("stacks.torch_case", cell, mode, *size),
         )
+        for cell in stack_cells
+        for mode in peers.MODES
+    ]
+    for program, ours, flax, (builder, *args) in pairs:
+        first = torch_first_call(builder, *args, torch_threads=torch_threads) if torch else None
+        ours, flax = median_compile(ours(), repeats), median_compile(flax(), repeats)
+        add(_row(program, ours, flax, torch_s=first))
     config = char_lm_e2e.config_of(char_lm_hidden)
     ours = median_compile(char_lm_e2e.jaxrnn_step(config), repeats)
     first = (

@@ -53,6 +53,7 @@ TARGET_LAYER_OVERHEAD = 0.05  # the NNX and Linen layers within 5% of stack_scan
 # minGRU training against its sequential scan, per (B, T, d = h); minLSTM within 15% of it.
 TARGET_PARALLEL = {(1, 16384, 128): 3.0, (16, 4096, 256): 1.5}
 TARGET_MINLSTM_GAP = 0.15
+TARGET_CHAR_LM = 0.9  # the char LM's training step, x PyTorch's
 
 
 def speed_case(cell, mode, shape, args, implementations=peers.implementations) -> dict:
@@ -199,6 +200,16 @@ def targets(results) -> list[dict]:
                     "met": overhead <= TARGET_LAYER_OVERHEAD,
                 }
             )
+    for r in results.get("char_lm", []):
+        rows.append(
+            {
+                "case": f"char LM train step B={r['batch_size']} T={r['seq_len']}"
+                f" h={r['hidden_size']}",
+                "what": f"≥ {TARGET_CHAR_LM}x PyTorch",
+                "got": r["ratio"],
+                "met": r["ratio"] >= TARGET_CHAR_LM,
+            }
+        )
     for r in results.get("parallel", []):
         shape = f"minGRU train B={r['B']} T={r['T']} h={r['h']}"
         goal = TARGET_PARALLEL.get((r["B"], r["T"], r["d"]))
@@ -546,6 +557,8 @@ def main(argv=None):
             shape=parse_shape(args.compile_shape)[1],
             long_shape=parse_shape(args.compile_long_shape)[1],
             char_lm_hidden=(args.char_lm_hidden or [256])[0],
+            cells=args.cells,
+            stack_cells=args.stack_cells,
             torch="torch" in sys.modules and not args.compile_no_torch,
             torch_threads=args.torch_threads,
         )

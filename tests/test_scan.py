@@ -137,15 +137,22 @@ def test_resets_and_lengths_together():
 
 
 # Chunks of k = ceil(sqrt(T)) steps: one step (no chunks), one chunk, chunks and a tail,
-# chunks alone, chunks and a longer tail. The fast lane sees the LSTM at three of them.
+# chunks alone, chunks and a longer tail, for the LSTM; the RNN and GRU (whose rules differ
+# only in their step) at chunks and a tail. The fast lane sees the LSTM at three of them.
 SLOW = pytest.mark.slow
+REMAT_CASES = [
+    pytest.param("lstm", reverse, T, marks=[SLOW] if T in (1, 7) else [])
+    for T in (1, 2, 7, 16, 23)
+    for reverse in (False, True)
+]
+REMAT_CASES += [
+    pytest.param(name, reverse, T, marks=SLOW)
+    for name in ("rnn_tanh", "gru")
+    for reverse, T in ((False, 7), (True, 23))
+]
 
 
-@pytest.mark.parametrize("T", [pytest.param(1, marks=SLOW), 2, pytest.param(7, marks=SLOW), 16, 23])
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize(
-    "name", [pytest.param("rnn_tanh", marks=SLOW), "lstm", pytest.param("gru", marks=SLOW)]
-)
+@pytest.mark.parametrize(("name", "reverse", "T"), REMAT_CASES)
 def test_remat_keeps_values_and_gradients(name, reverse, T):
     params, step = make(name, D, H, seed=15), CASES[name].step
     xs = jax.random.normal(jax.random.key(16), (T, 3, D))

@@ -78,7 +78,7 @@ CASES = {
     "gru_layer_norm_reset_after": Case(
         "gru", reference.gru, {"layer_norm": True, "reset_after": True}, variant=True
     ),
-    "mgu": Case("mgu", reference.mgu),
+    "mgu": Case("mgu", reference.mgu, variant=True),
     "mgu_no_reset_gate": Case("mgu", reference.mgu, {"reset_gate": False}, variant=True),
     "conv_lstm_1d": Case(
         "conv_lstm", reference.conv_lstm, {"kernel_size": (3,)}, (5,), variant=True

@@ -131,6 +131,7 @@ def test_linear_scan_blocks_equal_the_loop(x64):
 # Long sequences, bfloat16 ---------------------------------------------------------------
 
 
+@pytest.mark.slow  # the fast lane's time: see README
 def test_long_sequences_values_and_gradients():
     """T = 16384 in float32, held at 1e-5 relative to the step's loop in float64."""
     steps, d, h = 16384, 3, 4

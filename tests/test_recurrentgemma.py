@@ -152,8 +152,9 @@ def _block_variables():
     return {"params": params}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("scan", "resets"), RUNS)
-def test_hawk_equals_recurrentgemma_block(scan, resets):
+def test_hawk_equals_recurrentgemma_block(scan, resets):  # the RG-LRU's parity is in both lanes
     """``jaxrnn.scan`` of :func:`jaxrnn.hawk_step` on converted params equals Griffin's
     recurrent block: outputs, the RG-LRU's cache, and the gradients of the block's variables
     and inputs; the convolution's cache where no document starts in the last K - 1 steps

@@ -71,6 +71,7 @@ CASES = {
         "lstm",
         reference.lstm,
         {"proj_size": P, "peephole": True, "layer_norm": True, "coupled": True, "cell_clip": 0.5},
+        variant=True,
     ),
     "gru": Case("gru", reference.gru),
     "gru_reset_after": Case("gru", reference.gru, {"reset_after": True}, variant=True),

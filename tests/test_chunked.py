@@ -156,6 +156,9 @@ def test_chunk_must_be_a_positive_int_and_project_needs_its_forward():
             dataclasses.replace(rule, chunk=bad)
     with pytest.raises(ValueError, match="forward_projected"):
         dataclasses.replace(rule, forward_projected=None)
+    for bad in ("w_h", ["w_h"], (1,)):  # a bare string would be read letter by letter
+        with pytest.raises(TypeError, match=r"FusedGradient.transposed: expected a tuple"):
+            dataclasses.replace(rule, transposed=bad)
 
 
 def test_a_rule_without_project_keeps_the_plain_loop():

@@ -134,6 +134,13 @@ class FusedGradient(ScanRule):
             )
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
             raise ValueError(f"FusedGradient.chunk: expected a positive int, got {self.chunk!r}")
+        if not isinstance(self.transposed, tuple) or not all(
+            isinstance(name, str) for name in self.transposed
+        ):
+            raise TypeError(
+                "FusedGradient.transposed: expected a tuple of parameter names, got "
+                f"{self.transposed!r}"
+            )
 
     def __call__(
         self, params, carry, carry0, xs, keep, reset, *, reverse, unroll, options, axis_name=None

@@ -420,6 +420,14 @@ def markdown(results) -> str:
     return "\n".join(lines)
 
 
+def _count(text) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
 def parse_shape(text):
     if text in SHAPES:
         return text, SHAPES[text]
@@ -465,7 +473,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--compile-repeats",
-        type=int,
+        type=_count,
         default=None,
         help="compile times (benchmarks.compile_time), median of this many; 0 skips them;"
         " default 3 (0 with --quick)",

@@ -47,6 +47,12 @@ def test_suite_runs_and_writes_results(tmp_path):
     assert "## minGRU and minLSTM trained in parallel" in text
 
 
+def test_a_negative_compile_repeats_is_refused_before_any_work(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["--compile-repeats", "-1"])
+    assert "--compile-repeats: expected 0 or more, got -1" in capsys.readouterr().err
+
+
 def test_pytorch_first_call_runs_in_a_fresh_process():
     compile_time = pytest.importorskip("benchmarks.compile_time")
     seconds = compile_time.torch_first_call("peers.torch_case", "gru", "train", 2, 3, 4, 4)

@@ -287,7 +287,9 @@ def _scan_bwd(rule, reverse, unroll, saved, cotangents):
     def body(acc, inputs):
         d_carry, d_carry0, d_options = acc
         dy, carry_in, res, keep, reset = inputs
-        at_step = dataclasses.replace(params, **{n: _transposed(w) for n, w in flipped.items()})
+        at_step = params
+        if flipped:  # the transposes of the transposed weights, which the dots fold away
+            at_step = dataclasses.replace(params, **{n: _transposed(w) for n, w in flipped.items()})
         if keep is not None:
             # new = keep ? cell's carry : carry_in, y = keep ? cell's y : 0.
             d_skip = select(keep, _zeros(d_carry), d_carry)
